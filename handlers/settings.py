@@ -1,0 +1,158 @@
+"""App settings: the one place that reads the function's configuration.
+
+Every field's alias is the exact app-setting name that `infra/` sets (a test
+parses the Bicep and compares). Names follow the Functions conventions where
+one exists (`ServiceBusConnection__fullyQualifiedNamespace`, `AZURE_CLIENT_ID`).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import cached_property
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from handlers.endpoints import AllowedEndpoints, parse_allowed_endpoint
+
+BATCH_SCOPE = "https://batch.core.windows.net//.default"
+DEFAULT_API_VERSION = "2025-06-01"
+
+
+class BatchAuthMode(StrEnum):
+    entra = "entra"
+    shared_key = "sharedkey"
+
+
+class Settings(BaseSettings):
+    """Everything the function reads from its environment."""
+
+    model_config = SettingsConfigDict(
+        case_sensitive=True, extra="ignore", frozen=True, populate_by_name=False
+    )
+
+    # --- Service Bus: the trigger queue and the outcome topic -------------------
+    job_updates_queue: str = Field("job-updates", alias="JOB_UPDATES_QUEUE")
+    sessions_enabled: bool = Field(False, alias="JOB_UPDATES_SESSIONS_ENABLED")
+    # Must equal the queue's maxDeliveryCount: on that delivery a transient
+    # failure publishes `given-up` before the message goes to the dead-letter queue.
+    max_delivery_count: int = Field(10, ge=1, le=2000, alias="JOB_UPDATES_MAX_DELIVERY_COUNT")
+    outcome_topic: str = Field("job-outcomes", alias="OUTCOME_TOPIC")
+    outcome_topic_requires_session: bool = Field(False, alias="OUTCOME_TOPIC_REQUIRES_SESSION")
+    # In Azure: identity-based (namespace + managed identity). Locally: the
+    # connection string the trigger uses too (`ServiceBusConnection`).
+    servicebus_namespace: str | None = Field(
+        None, alias="ServiceBusConnection__fullyQualifiedNamespace"
+    )
+    servicebus_connection_string: SecretStr | None = Field(None, alias="ServiceBusConnection")
+
+    # --- Identity ----------------------------------------------------------------
+    # Client id of the user-assigned managed identity (Batch tokens and Service Bus).
+    client_id: str | None = Field(None, alias="AZURE_CLIENT_ID")
+
+    # --- Batch -------------------------------------------------------------------
+    allowed_endpoints: Annotated[AllowedEndpoints, NoDecode] = Field(
+        alias="BATCH_ALLOWED_ENDPOINTS"
+    )
+    default_endpoint: str | None = Field(None, alias="BATCH_DEFAULT_ENDPOINT")
+    api_version: str = Field(DEFAULT_API_VERSION, alias="BATCH_API_VERSION")
+    auth_mode: BatchAuthMode = Field(BatchAuthMode.entra, alias="BATCH_AUTH_MODE")
+    account_name: str | None = Field(None, alias="BATCH_ACCOUNT_NAME")
+    account_key: SecretStr | None = Field(None, alias="BATCH_ACCOUNT_KEY")
+    token_scope: str = Field(BATCH_SCOPE, alias="BATCH_TOKEN_SCOPE")
+    # Extra CA bundle for TLS to Batch: only the local emulator needs one.
+    ca_bundle: str | None = Field(None, alias="BATCH_CA_BUNDLE")
+    # Per-message time budget for Batch calls including retries. Keep it well
+    # under the queue lock duration x lock renewals (docs/host.md).
+    retry_budget_seconds: float = Field(60.0, gt=0, le=600, alias="BATCH_RETRY_BUDGET_SECONDS")
+    max_attempts: int = Field(6, ge=1, le=20, alias="BATCH_MAX_ATTEMPTS")
+    # Merge mode: how many read-modify-write rounds before a 412 is final.
+    merge_max_rounds: int = Field(5, ge=1, le=20, alias="BATCH_MERGE_MAX_ROUNDS")
+    http_timeout_seconds: float = Field(40.0, gt=0, le=300, alias="BATCH_HTTP_TIMEOUT_SECONDS")
+    max_connections: int = Field(100, ge=1, le=1000, alias="BATCH_MAX_CONNECTIONS")
+
+    @field_validator("allowed_endpoints", mode="before")
+    @classmethod
+    def _split_endpoints(cls, value: object) -> object:
+        if isinstance(value, str):
+            items = [part.strip() for part in value.replace(";", ",").split(",")]
+            return frozenset(parse_allowed_endpoint(item) for item in items if item)
+        if isinstance(value, (list, tuple, set, frozenset)):
+            return frozenset(parse_allowed_endpoint(str(item)) for item in value)
+        return value
+
+    @field_validator("default_endpoint", mode="before")
+    @classmethod
+    def _normalise_default(cls, value: object) -> object:
+        return parse_allowed_endpoint(value) if isinstance(value, str) and value else None
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Settings:
+        if not self.allowed_endpoints:
+            raise ValueError("BATCH_ALLOWED_ENDPOINTS must name at least one Batch endpoint")
+        if self.default_endpoint and self.default_endpoint not in self.allowed_endpoints:
+            raise ValueError("BATCH_DEFAULT_ENDPOINT must be one of BATCH_ALLOWED_ENDPOINTS")
+        if self.auth_mode is BatchAuthMode.shared_key and not (
+            self.account_name and self.account_key
+        ):
+            raise ValueError("BATCH_AUTH_MODE=sharedkey needs BATCH_ACCOUNT_NAME and BATCH_ACCOUNT_KEY")
+        if not (self.servicebus_namespace or self.servicebus_connection_string):
+            raise ValueError(
+                "set ServiceBusConnection__fullyQualifiedNamespace (Azure) or "
+                "ServiceBusConnection (a connection string, local runs)"
+            )
+        return self
+
+    @cached_property
+    def endpoint_when_unnamed(self) -> str | None:
+        """The endpoint a message without `endpoint` goes to."""
+        if self.default_endpoint:
+            return self.default_endpoint
+        if len(self.allowed_endpoints) == 1:
+            return next(iter(self.allowed_endpoints))
+        return None
+
+
+# Settings a deployment in Azure must set (the rest have defaults or are for
+# local runs). infra/ is checked against this and against HOST_SETTINGS.
+REQUIRED_IN_AZURE = (
+    "BATCH_ALLOWED_ENDPOINTS",
+    "ServiceBusConnection__fullyQualifiedNamespace",
+    "AZURE_CLIENT_ID",
+    "JOB_UPDATES_QUEUE",
+    "OUTCOME_TOPIC",
+    "JOB_UPDATES_MAX_DELIVERY_COUNT",
+)
+
+# App settings read by the Functions host and its extensions, not by this code.
+HOST_SETTINGS = (
+    "AzureWebJobsStorage__accountName",
+    "AzureWebJobsStorage__blobServiceUri",
+    "AzureWebJobsStorage__queueServiceUri",
+    "AzureWebJobsStorage__tableServiceUri",
+    "AzureWebJobsStorage__credential",
+    "AzureWebJobsStorage__clientId",
+    "ServiceBusConnection__credential",
+    "ServiceBusConnection__clientId",
+    "APPLICATIONINSIGHTS_CONNECTION_STRING",
+    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+)
+
+
+def setting_name(field: str) -> str:
+    """The app-setting name of a Settings field (for wiring that runs before Settings)."""
+    alias = Settings.model_fields[field].alias
+    assert alias is not None
+    return alias
+
+
+__all__ = [
+    "BATCH_SCOPE",
+    "DEFAULT_API_VERSION",
+    "HOST_SETTINGS",
+    "REQUIRED_IN_AZURE",
+    "BatchAuthMode",
+    "Settings",
+    "setting_name",
+]
