@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import TypeAlias
-
-AllowedEndpoints: TypeAlias = frozenset[str]
 
 # Public and sovereign Batch DNS suffixes, plus `localhost` for the local emulator.
 BATCH_DNS_SUFFIXES = (
@@ -78,7 +75,7 @@ def parse_allowed_endpoint(raw: str) -> str:
     return origin
 
 
-def resolve_endpoint(requested: str | None, allowed: AllowedEndpoints, default: str | None) -> str:
+def resolve_endpoint(requested: str | None, allowed: frozenset[str], default: str | None) -> str:
     """The allow-listed origin a message's request goes to, or raise EndpointError."""
     if requested is None:
         if default is None:

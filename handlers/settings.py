@@ -14,7 +14,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from handlers.endpoints import AllowedEndpoints, parse_allowed_endpoint
+from handlers.endpoints import parse_allowed_endpoint
 
 BATCH_SCOPE = "https://batch.core.windows.net//.default"
 DEFAULT_API_VERSION = "2025-06-01"
@@ -42,9 +42,7 @@ class Settings(BaseSettings):
     outcome_topic_requires_session: bool = Field(False, alias="OUTCOME_TOPIC_REQUIRES_SESSION")
     # In Azure: identity-based (namespace + managed identity). Locally: the
     # connection string the trigger uses too (`ServiceBusConnection`).
-    servicebus_namespace: str | None = Field(
-        None, alias="ServiceBusConnection__fullyQualifiedNamespace"
-    )
+    servicebus_namespace: str | None = Field(None, alias="ServiceBusConnection__fullyQualifiedNamespace")
     servicebus_connection_string: SecretStr | None = Field(None, alias="ServiceBusConnection")
 
     # --- Identity ----------------------------------------------------------------
@@ -52,9 +50,7 @@ class Settings(BaseSettings):
     client_id: str | None = Field(None, alias="AZURE_CLIENT_ID")
 
     # --- Batch -------------------------------------------------------------------
-    allowed_endpoints: Annotated[AllowedEndpoints, NoDecode] = Field(
-        alias="BATCH_ALLOWED_ENDPOINTS"
-    )
+    allowed_endpoints: Annotated[frozenset[str], NoDecode] = Field(alias="BATCH_ALLOWED_ENDPOINTS")
     default_endpoint: str | None = Field(None, alias="BATCH_DEFAULT_ENDPOINT")
     api_version: str = Field(DEFAULT_API_VERSION, alias="BATCH_API_VERSION")
     auth_mode: BatchAuthMode = Field(BatchAuthMode.entra, alias="BATCH_AUTH_MODE")
@@ -93,9 +89,7 @@ class Settings(BaseSettings):
             raise ValueError("BATCH_ALLOWED_ENDPOINTS must name at least one Batch endpoint")
         if self.default_endpoint and self.default_endpoint not in self.allowed_endpoints:
             raise ValueError("BATCH_DEFAULT_ENDPOINT must be one of BATCH_ALLOWED_ENDPOINTS")
-        if self.auth_mode is BatchAuthMode.shared_key and not (
-            self.account_name and self.account_key
-        ):
+        if self.auth_mode is BatchAuthMode.shared_key and not (self.account_name and self.account_key):
             raise ValueError("BATCH_AUTH_MODE=sharedkey needs BATCH_ACCOUNT_NAME and BATCH_ACCOUNT_KEY")
         if not (self.servicebus_namespace or self.servicebus_connection_string):
             raise ValueError(

@@ -1,0 +1,515 @@
+"""The job-update message contract (schema version 1.0).
+
+A message says: update Batch job X (`jobId`, or `jobUrl`), with these
+properties (`update`, in the REST body's own JSON names), under these
+conditions (`conditions`), with these request options (`options`).
+
+Everything Batch would refuse is refused here first, with one precise error
+per problem and the JSON path of the field. Models are strict: `"100"` is not
+a priority, and unknown fields are errors (a typo must not silently do
+nothing). `docs/job-update.schema.json` is generated from these models.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails, PydanticCustomError
+
+from handlers.wire_formats import (
+    canonical_duration,
+    format_http_date,
+    is_guid,
+    parse_etag,
+    parse_http_date,
+)
+
+SCHEMA_VERSION = "1.0"
+# Service Bus Standard tier's message size limit; Premium allows more, but a
+# job update never needs it.
+MAX_MESSAGE_BYTES = 256 * 1024
+# Free-form JSON (the auto-pool `pool` specification) may nest at most this deep.
+MAX_POOL_DEPTH = 32
+
+_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_AUTO_POOL_PREFIX = re.compile(r"^[A-Za-z0-9_-]{1,20}$")
+_SUBNET_ID = re.compile(
+    r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Network/"
+    r"virtualNetworks/[^/]+/subnets/[^/]+$",
+    re.IGNORECASE,
+)
+
+
+def _check_id(kind: str) -> Any:
+    def check(value: str) -> str:
+        if not _ID.match(value):
+            raise PydanticCustomError(
+                "invalid_id",
+                f"{kind} must be 1-64 characters: letters, digits, hyphens and underscores",
+            )
+        return value
+
+    return AfterValidator(check)
+
+
+def _lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
+# Batch matches enum values case-insensitively; we accept any case, send lower-case.
+_LOWER = BeforeValidator(_lower)
+
+
+def _duration(value: str) -> str:
+    try:
+        return canonical_duration(value)
+    except ValueError as exc:
+        raise PydanticCustomError("invalid_duration", str(exc)) from None
+
+
+def _http_date(value: object) -> object:
+    if isinstance(value, str):
+        try:
+            return parse_http_date(value)
+        except ValueError as exc:
+            raise PydanticCustomError("invalid_date", str(exc)) from None
+    return value
+
+
+def _etag(value: str) -> str:
+    try:
+        return parse_etag(value)
+    except ValueError as exc:
+        raise PydanticCustomError("invalid_etag", str(exc)) from None
+
+
+def _depth(value: object, limit: int) -> int:
+    if limit < 0:
+        raise PydanticCustomError("too_deep", f"nested more than {MAX_POOL_DEPTH} levels deep")
+    if isinstance(value, dict):
+        return 1 + max((_depth(v, limit - 1) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v, limit - 1) for v in value), default=0)
+    return 0
+
+
+JobId = Annotated[StrictStr, _check_id("jobId")]
+PoolId = Annotated[StrictStr, _check_id("poolId")]
+Duration = Annotated[
+    StrictStr,
+    AfterValidator(_duration),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "description": "ISO 8601 duration (PT1H30M) or .NET TimeSpan text (01:30:00); sent as ISO 8601",
+        }
+    ),
+]
+HttpDate = Annotated[
+    datetime,
+    BeforeValidator(_http_date),
+    PlainSerializer(format_http_date, return_type=str),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "description": "RFC 1123 (Mon, 17 Feb 2025 00:00:00 GMT) or ISO 8601 with offset; "
+            "sent as RFC 1123",
+        }
+    ),
+]
+ETag = Annotated[
+    StrictStr,
+    AfterValidator(_etag),
+    WithJsonSchema({"type": "string", "description": 'An ETag, quoted or bare, or "*"'}),
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        frozen=True,
+        validate_by_alias=True,
+        validate_by_name=False,
+        serialize_by_alias=True,
+        str_max_length=64 * 1024,
+    )
+
+
+# --- The update body: Batch's BatchJobUpdateOptions -------------------------------
+
+
+class JobConstraints(_Model):
+    max_wall_clock_time: Duration | None = Field(None, alias="maxWallClockTime")
+    max_task_retry_count: StrictInt | None = Field(
+        None,
+        alias="maxTaskRetryCount",
+        ge=-1,
+        description="-1 retries without limit, 0 never retries",
+    )
+
+
+def _prefix(value: str) -> str:
+    if not _AUTO_POOL_PREFIX.match(value):
+        raise PydanticCustomError(
+            "invalid_prefix",
+            "autoPoolIdPrefix must be 1-20 characters: letters, digits, hyphens and underscores",
+        )
+    return value
+
+
+class AutoPoolSpecification(_Model):
+    auto_pool_id_prefix: Annotated[StrictStr, AfterValidator(_prefix)] | None = Field(
+        None, alias="autoPoolIdPrefix", description="At most 20 characters"
+    )
+    pool_lifetime_option: Annotated[Literal["job", "jobschedule"], _LOWER] = Field(
+        alias="poolLifetimeOption",
+        description="job or jobschedule (any case; sent lower-case)",
+    )
+    keep_alive: StrictBool | None = Field(None, alias="keepAlive")
+    pool: dict[str, Any] | None = Field(
+        None,
+        description="A full Batch pool specification (BatchPoolSpecification); vmSize is required",
+    )
+
+    @field_validator("pool")
+    @classmethod
+    def _pool_shape(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return value
+        _depth(value, MAX_POOL_DEPTH)
+        if not isinstance(value.get("vmSize"), str) or not value["vmSize"]:
+            raise PydanticCustomError("missing_vm_size", "a pool specification needs vmSize (a string)")
+        return value
+
+
+class PoolInfo(_Model):
+    pool_id: PoolId | None = Field(None, alias="poolId")
+    auto_pool_specification: AutoPoolSpecification | None = Field(None, alias="autoPoolSpecification")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> PoolInfo:
+        if (self.pool_id is None) == (self.auto_pool_specification is None):
+            raise PydanticCustomError(
+                "pool_info_choice",
+                "poolInfo needs exactly one of poolId or autoPoolSpecification",
+            )
+        return self
+
+
+class MetadataItem(_Model):
+    name: StrictStr = Field(min_length=1, max_length=1024)
+    value: StrictStr = Field(max_length=8192)
+
+
+class JobNetworkConfiguration(_Model):
+    subnet_id: StrictStr = Field(
+        alias="subnetId",
+        description="/subscriptions/{s}/resourceGroups/{g}/providers/Microsoft.Network/virtualNetworks/{n}/subnets/{sn}",
+    )
+    skip_withdraw_from_vnet: StrictBool | None = Field(None, alias="skipWithdrawFromVNet")
+
+    @field_validator("subnet_id")
+    @classmethod
+    def _arm_subnet(cls, value: str) -> str:
+        if not _SUBNET_ID.match(value):
+            raise PydanticCustomError(
+                "invalid_subnet_id",
+                "subnetId must be an ARM subnet id: /subscriptions/{s}/resourceGroups/{g}/providers/"
+                "Microsoft.Network/virtualNetworks/{vnet}/subnets/{subnet}",
+            )
+        return value
+
+
+class JobUpdate(_Model):
+    """The PATCH body. Omitted = unchanged; a nested object replaces the stored one whole."""
+
+    priority: StrictInt | None = Field(None, ge=-1000, le=1000)
+    allow_task_preemption: StrictBool | None = Field(None, alias="allowTaskPreemption")
+    max_parallel_tasks: StrictInt | None = Field(
+        None, alias="maxParallelTasks", description="-1 (no limit) or greater than 0"
+    )
+    constraints: JobConstraints | None = None
+    pool_info: PoolInfo | None = Field(None, alias="poolInfo")
+    on_all_tasks_complete: Annotated[Literal["noaction", "terminatejob"], _LOWER] | None = Field(
+        None,
+        alias="onAllTasksComplete",
+        description="noaction or terminatejob (any case)",
+    )
+    metadata: list[MetadataItem] | None = Field(None, max_length=1000)
+    network_configuration: JobNetworkConfiguration | None = Field(None, alias="networkConfiguration")
+
+    @field_validator("max_parallel_tasks")
+    @classmethod
+    def _parallel(cls, value: int | None) -> int | None:
+        if value is not None and value != -1 and value <= 0:
+            raise PydanticCustomError(
+                "invalid_max_parallel_tasks",
+                "maxParallelTasks must be -1 (no limit) or greater than 0",
+            )
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _unique_names(cls, value: list[MetadataItem] | None) -> list[MetadataItem] | None:
+        if value is not None:
+            seen: set[str] = set()
+            for item in value:
+                if item.name in seen:
+                    raise PydanticCustomError(
+                        "duplicate_metadata_name",
+                        f"metadata name {item.name!r} appears more than once",
+                    )
+                seen.add(item.name)
+        return value
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body Batch receives: only the properties the message set."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+    def is_empty(self) -> bool:
+        return not self.model_fields_set
+
+
+# --- Conditions and request options ---------------------------------------------
+
+
+class Conditions(_Model):
+    """HTTP preconditions. Batch allows one, or If-None-Match + If-Modified-Since,
+    or If-Match + If-Unmodified-Since; other combinations are a 400."""
+
+    if_match: ETag | None = Field(None, alias="ifMatch")
+    if_none_match: ETag | None = Field(None, alias="ifNoneMatch")
+    if_modified_since: HttpDate | None = Field(None, alias="ifModifiedSince")
+    if_unmodified_since: HttpDate | None = Field(None, alias="ifUnmodifiedSince")
+
+    @model_validator(mode="after")
+    def _allowed_combination(self) -> Conditions:
+        named = self.model_fields_set
+        allowed = (
+            len(named) <= 1
+            or named == {"if_none_match", "if_modified_since"}
+            or named == {"if_match", "if_unmodified_since"}
+        )
+        if not allowed:
+            raise PydanticCustomError(
+                "condition_combination",
+                "Batch allows one condition, or ifNoneMatch with ifModifiedSince, "
+                "or ifMatch with ifUnmodifiedSince (got {names})",
+                {"names": ", ".join(sorted(self._alias(n) for n in named))},
+            )
+        return self
+
+    @staticmethod
+    def _alias(name: str) -> str:
+        return Conditions.model_fields[name].alias or name
+
+    def headers(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        if self.if_match is not None:
+            out["If-Match"] = self.if_match
+        if self.if_none_match is not None:
+            out["If-None-Match"] = self.if_none_match
+        if self.if_modified_since is not None:
+            out["If-Modified-Since"] = format_http_date(self.if_modified_since)
+        if self.if_unmodified_since is not None:
+            out["If-Unmodified-Since"] = format_http_date(self.if_unmodified_since)
+        return out
+
+
+class RequestOptions(_Model):
+    timeout: StrictInt | None = Field(
+        None, ge=1, le=30, description="Server timeout in seconds (Batch caps it at 30)"
+    )
+    client_request_id: StrictStr | None = Field(
+        None,
+        alias="clientRequestId",
+        description="GUID without braces; default: derived from the Service Bus message id",
+    )
+    return_client_request_id: StrictBool = Field(False, alias="returnClientRequestId")
+    ocp_date: HttpDate | None = Field(
+        None,
+        alias="ocpDate",
+        description="Batch refuses requests more than 15 minutes off",
+    )
+    dry_run: StrictBool = Field(
+        False,
+        alias="dryRun",
+        description="Validate, read the job and report what would change; no write",
+    )
+
+    @field_validator("client_request_id")
+    @classmethod
+    def _guid(cls, value: str | None) -> str | None:
+        if value is not None and not is_guid(value):
+            raise PydanticCustomError(
+                "invalid_client_request_id",
+                "clientRequestId must be a GUID without braces, e.g. 9C4D50EE-2D56-4CD3-8152-34347DC9F2B0",
+            )
+        return value
+
+
+# --- The message ---------------------------------------------------------------
+
+
+class JobUpdateMessage(_Model):
+    """One job update, as put on the job-updates queue."""
+
+    model_config = ConfigDict(
+        title="JobUpdateMessage",
+        json_schema_extra={"$id": "https://schemas.batch-job-update.dev/job-update/1.0.json"},
+    )
+
+    schema_version: Literal["1.0"] = Field(alias="schemaVersion")
+    job_id: JobId | None = Field(None, alias="jobId")
+    job_url: StrictStr | None = Field(
+        None,
+        alias="jobUrl",
+        description="The job's URL ({endpoint}/jobs/{jobId}), instead of jobId + endpoint",
+    )
+    endpoint: StrictStr | None = Field(
+        None,
+        description="Batch account endpoint; must be allow-listed; default from settings",
+    )
+    mode: Annotated[Literal["replace", "merge"], _LOWER] = Field(
+        "replace",
+        description="replace: nested objects replace the stored ones (Batch semantics, one request). "
+        "merge: read-modify-write that changes only the named nested fields",
+    )
+    update: JobUpdate = Field(default_factory=JobUpdate)
+    conditions: Conditions = Field(default_factory=Conditions)
+    options: RequestOptions = Field(default_factory=RequestOptions)
+
+    @model_validator(mode="after")
+    def _coherent(self) -> JobUpdateMessage:
+        if self.job_url is not None:
+            if self.job_id is not None or self.endpoint is not None:
+                raise PydanticCustomError(
+                    "job_identity",
+                    "give jobUrl, or jobId (and optionally endpoint), not both",
+                )
+            endpoint, sep, job_id = self.job_url.rstrip("/").rpartition("/jobs/")
+            if not sep or not endpoint or not _ID.match(job_id):
+                raise PydanticCustomError(
+                    "invalid_job_url",
+                    "jobUrl must look like https://{account}.{region}.batch.azure.com/jobs/{jobId}",
+                )
+            object.__setattr__(self, "job_id", job_id)
+            object.__setattr__(self, "endpoint", endpoint)
+        elif self.job_id is None:
+            raise PydanticCustomError("missing_job", "the message must name the job: jobId or jobUrl")
+        if self.update.is_empty() and not self.options.dry_run:
+            raise PydanticCustomError(
+                "empty_update",
+                "update names no property to change (set options.dryRun to only check)",
+            )
+        if self.mode == "merge":
+            extra = self.conditions.model_fields_set - {"if_match"}
+            if extra:
+                raise PydanticCustomError(
+                    "merge_conditions",
+                    "merge mode guards its write with If-Match itself; only ifMatch may be given",
+                )
+        return self
+
+    @property
+    def target_job_id(self) -> str:
+        assert self.job_id is not None  # guaranteed by _coherent
+        return self.job_id
+
+
+# --- Parsing: bytes in, a message or precise problems out ------------------------
+
+# Batch refuses requests whose ocp-date is further than this from its clock.
+MAX_CLOCK_SKEW = timedelta(minutes=15)
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with a message: where (JSON path), what (code), and why."""
+
+    path: str
+    code: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"path": self.path, "code": self.code, "message": self.message}
+
+
+class InvalidMessage(Exception):
+    """The message cannot be applied as written; retrying will not change that."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("; ".join(f"{p.path}: {p.message}" for p in problems))
+        self.problems = problems
+
+
+def json_path(loc: tuple[int | str, ...]) -> str:
+    path = "$"
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
+
+
+_JSON_TYPES = {
+    str: "string",
+    bool: "boolean",
+    int: "integer",
+    float: "number",
+    list: "array",
+    dict: "object",
+    type(None): "null",
+}
+
+
+def _problem(error: ErrorDetails) -> Problem:
+    message = error["msg"]
+    if error["type"].endswith("_type") and error["type"] != "model_type":
+        got = _JSON_TYPES.get(type(error.get("input")), "value")
+        message = f"{message} (got {got})"
+    elif error["type"] == "extra_forbidden":
+        message = "unknown field (check the spelling against docs/message-contract.md)"
+    return Problem(json_path(tuple(error["loc"])), error["type"], message)
+
+
+def parse_message(body: bytes | str) -> JobUpdateMessage:
+    """Validate a raw message body, or raise InvalidMessage with every problem found."""
+    if len(body) > MAX_MESSAGE_BYTES:
+        raise InvalidMessage([Problem("$", "too_large", f"message body is over {MAX_MESSAGE_BYTES} bytes")])
+    try:
+        return JobUpdateMessage.model_validate_json(body)
+    except ValidationError as exc:
+        raise InvalidMessage([_problem(e) for e in exc.errors(include_url=False)]) from None
+
+
+def check_ocp_date(message: JobUpdateMessage, now: datetime) -> None:
+    """Batch refuses an ocp-date more than 15 minutes from its clock: refuse it first."""
+    sent = message.options.ocp_date
+    if sent is not None and abs(now - sent) > MAX_CLOCK_SKEW:
+        raise InvalidMessage(
+            [
+                Problem(
+                    "$.options.ocpDate",
+                    "ocp_date_skew",
+                    "ocpDate is more than 15 minutes from now; Batch would refuse the request",
+                )
+            ]
+        )
