@@ -7,11 +7,13 @@ one exists (`ServiceBusConnection__fullyQualifiedNamespace`, `AZURE_CLIENT_ID`).
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from enum import StrEnum
 from functools import cached_property
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, TypeAdapter, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from handlers.endpoints import parse_allowed_endpoint
@@ -148,5 +150,14 @@ __all__ = [
     "REQUIRED_IN_AZURE",
     "BatchAuthMode",
     "Settings",
+    "sessions_enabled_from_env",
     "setting_name",
 ]
+
+
+def sessions_enabled_from_env(environ: Mapping[str, str] | None = None) -> bool:
+    """The sessions flag alone, for the trigger decorator at import time: the
+    binding must be known when the host indexes the app, before Settings can
+    be complete (tests index the app with no settings at all)."""
+    raw = (os.environ if environ is None else environ).get(setting_name("sessions_enabled"), "false")
+    return TypeAdapter(bool).validate_python(raw)

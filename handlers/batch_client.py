@@ -1,0 +1,297 @@
+"""The Batch client: build a Job request (pure), send it (httpx), retry transients.
+
+`build_request` is what `python -m handlers check` prints and what `BatchClient.send`
+sends, so a producer sees the exact request. Sending goes through one
+process-wide httpx client over aiohttp's transport (docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from httpx_aiohttp import AiohttpTransport
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_before_delay,
+    wait_exponential_jitter,
+)
+
+from handlers.auth import BatchAuth
+from handlers.contract import Conditions, RequestOptions
+from handlers.wire_formats import format_http_date
+
+CONTENT_TYPE = "application/json; odata=minimalmetadata"
+# 408/429/5xx other than 501/505: Batch's documented retry guidance.
+RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+# Longest Retry-After we honour; beyond it we back off and let redelivery take over.
+MAX_RETRY_AFTER_SECONDS = 60.0
+# The server-timeout query parameter was renamed in 2025-06-01.
+_TIMEOUT_RENAMED_IN = "2025-06-01"
+_CLIENT_REQUEST_NAMESPACE = uuid.UUID("8f0d7c1e-4b6a-4c8e-9a35-2f1b5d6e7a90")
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRequest:
+    """One HTTP request to Batch, fully formed except for the credential."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes | None = None
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready view for `check` output and logs (no credentials exist here)."""
+        return {
+            "method": self.method,
+            "url": self.url,
+            "headers": self.headers,
+            "body": json.loads(self.body) if self.body else None,
+        }
+
+
+def client_request_id_for(message_id: str) -> str:
+    """Stable per Service Bus message, so every redelivery is traceable as one request."""
+    return str(uuid.uuid5(_CLIENT_REQUEST_NAMESPACE, message_id))
+
+
+def timeout_parameter(api_version: str) -> str:
+    return "timeOut" if api_version[:10] >= _TIMEOUT_RENAMED_IN else "timeout"
+
+
+def job_url(endpoint: str, job_id: str) -> str:
+    return f"{endpoint}/jobs/{quote(job_id, safe='')}"
+
+
+def build_request(
+    method: str,
+    endpoint: str,
+    job_id: str,
+    *,
+    api_version: str,
+    client_request_id: str,
+    options: RequestOptions,
+    conditions: Conditions | None = None,
+    body: Mapping[str, Any] | None = None,
+    if_match: str | None = None,
+    now: datetime | None = None,
+) -> BatchRequest:
+    """Build a GET or PATCH for one job. `if_match` overrides the message's
+    conditions (merge mode guards its write with the ETag it read)."""
+    query = f"?api-version={api_version}"
+    if options.timeout is not None:
+        query += f"&{timeout_parameter(api_version)}={options.timeout}"
+    ocp_date = options.ocp_date or now or datetime.now(UTC)
+    headers = {
+        "client-request-id": client_request_id,
+        "return-client-request-id": "true" if options.return_client_request_id else "false",
+        "ocp-date": format_http_date(ocp_date),
+    }
+    if if_match is not None:
+        headers["If-Match"] = if_match
+    elif conditions is not None:
+        headers.update(conditions.headers())
+    payload = None
+    if body is not None:
+        headers["Content-Type"] = CONTENT_TYPE
+        payload = json.dumps(body, separators=(",", ":")).encode()
+    return BatchRequest(method, job_url(endpoint, job_id) + query, headers, payload)
+
+
+# --- Replies ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BatchError:
+    """Batch's error body: code, message text and key/value details."""
+
+    code: str
+    message: str
+    values: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, body: bytes, status: int) -> BatchError:
+        try:
+            data = json.loads(body)
+            message = data.get("message", {})
+            text = message.get("value", "") if isinstance(message, dict) else str(message)
+            values = {str(v.get("key")): str(v.get("value")) for v in data.get("values") or []}
+            return cls(str(data.get("code") or f"Http{status}"), text, values)
+        except (ValueError, AttributeError, TypeError):
+            return cls(f"Http{status}", body[:200].decode("utf-8", "replace"), {})
+
+
+@dataclass(frozen=True, slots=True)
+class BatchReply:
+    status: int
+    etag: str | None
+    last_modified: str | None
+    request_id: str | None
+    client_request_id: str | None
+    retry_after: float | None
+    body: bytes
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    def error(self) -> BatchError | None:
+        return None if self.ok else BatchError.parse(self.body, self.status)
+
+    def json(self) -> dict[str, Any]:
+        data = json.loads(self.body) if self.body else {}
+        return data if isinstance(data, dict) else {}
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Retry-After as seconds (delta-seconds or an HTTP date), capped."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value).timestamp()
+        except (TypeError, ValueError):
+            return None
+        seconds = when - (now if now is not None else time.time())
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
+
+
+def _reply(response: httpx.Response) -> BatchReply:
+    h = response.headers
+    return BatchReply(
+        status=response.status_code,
+        etag=h.get("etag"),
+        last_modified=h.get("last-modified"),
+        request_id=h.get("request-id"),
+        client_request_id=h.get("client-request-id"),
+        retry_after=parse_retry_after(h.get("retry-after")),
+        body=response.content,
+    )
+
+
+# --- Transport and retries ---------------------------------------------------------
+
+
+class TransientFailure(Exception):
+    """A failure that a later try may not see (throttling, 5xx, network)."""
+
+    def __init__(self, detail: str, reply: BatchReply | None = None) -> None:
+        super().__init__(detail)
+        self.reply = reply
+        self.retry_after = reply.retry_after if reply else None
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    max_attempts: int = 6
+    budget_seconds: float = 60.0
+    initial_backoff: float = 0.5
+    max_backoff: float = 20.0
+
+
+@dataclass(slots=True)
+class Sent:
+    """The final reply and how many attempts it took."""
+
+    reply: BatchReply
+    attempts: int
+
+
+class AttemptsExhausted(Exception):
+    def __init__(self, last: TransientFailure, attempts: int) -> None:
+        super().__init__(str(last))
+        self.last = last
+        self.attempts = attempts
+
+
+def make_http_client(
+    *, ca_bundle: str | None, timeout: float, max_connections: int, auth: BatchAuth
+) -> httpx.AsyncClient:
+    """One client per process: pooled keep-alive connections, no redirects
+    (a credential must not follow one), no environment proxies or CA overrides."""
+    verify: ssl.SSLContext | bool = True
+    if ca_bundle:
+        verify = ssl.create_default_context(cafile=ca_bundle)
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+    transport = AiohttpTransport(verify=verify, trust_env=False, limits=limits)
+    return httpx.AsyncClient(
+        transport=transport,
+        auth=auth,
+        timeout=httpx.Timeout(timeout, connect=10.0),
+        follow_redirects=False,
+        trust_env=False,
+    )
+
+
+class BatchClient:
+    """Sends BatchRequests; retries transient failures within a time budget."""
+
+    def __init__(self, http: httpx.AsyncClient, policy: RetryPolicy) -> None:
+        self._http = http
+        self.policy = policy
+
+    async def send_once(self, request: BatchRequest, *, attempt_timeout: float | None = None) -> BatchReply:
+        try:
+            response = await self._http.request(
+                request.method,
+                request.url,
+                headers=request.headers,
+                content=request.body,
+                timeout=attempt_timeout if attempt_timeout is not None else httpx.USE_CLIENT_DEFAULT,
+            )
+        except httpx.TransportError as exc:  # connect, read, reset, timeout
+            raise TransientFailure(f"{type(exc).__name__}: {exc}") from exc
+        reply = _reply(response)
+        if reply.status in RETRYABLE_STATUS:
+            raise TransientFailure(f"HTTP {reply.status}", reply)
+        return reply
+
+    async def send(self, request: BatchRequest, *, deadline: float | None = None) -> Sent:
+        """Send with retries. Raises AttemptsExhausted when the budget or attempts run out."""
+        start = time.monotonic()
+        budget = self.policy.budget_seconds if deadline is None else max(deadline - start, 0.0)
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.policy.max_attempts) | stop_before_delay(budget),
+            wait=_wait(self.policy),
+            retry=retry_if_exception_type(TransientFailure),
+            reraise=True,
+        )
+        attempts = 0
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    attempts += 1
+                    remaining = budget - (time.monotonic() - start)
+                    return Sent(await self.send_once(request, attempt_timeout=max(remaining, 0.5)), attempts)
+        except TransientFailure as exc:
+            raise AttemptsExhausted(exc, attempts) from exc
+        raise AssertionError("unreachable: tenacity either returns or raises")
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+def _wait(policy: RetryPolicy) -> Any:
+    backoff = wait_exponential_jitter(initial=policy.initial_backoff, max=policy.max_backoff)
+
+    def wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        retry_after = exc.retry_after if isinstance(exc, TransientFailure) else None
+        # Honour Retry-After when the service sends one; else exponential with jitter.
+        return retry_after if retry_after is not None else float(backoff(state))
+
+    return wait

@@ -1,0 +1,131 @@
+"""Outcome events: one CloudEvents 1.0 JSON event per message.
+
+The event id is derived from the source message id and the outcome, so a
+republished event (after a redelivery) is a duplicate that the topic's
+duplicate detection drops, not a new event.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
+
+from handlers.outcomes import Outcome, Result
+from handlers.redaction import redact
+
+EVENT_TYPE_PREFIX = "dev.batchjobupdate.job."
+EVENT_CONTENT_TYPE = "application/cloudevents+json"
+DATA_SCHEMA = "https://schemas.batch-job-update.dev/outcome/1.0.json"
+_EVENT_NAMESPACE = uuid.UUID("3b7f4f0e-0a2c-4d9e-8c1a-6f5e2d4b9a17")
+_FORMAT = JSONFormat()
+
+
+def event_type(outcome: Outcome) -> str:
+    return EVENT_TYPE_PREFIX + outcome.value
+
+
+def event_id(message_id: str, outcome: Outcome) -> str:
+    return str(uuid.uuid5(_EVENT_NAMESPACE, f"{message_id}\n{outcome.value}"))
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeEvent:
+    """A built event plus what the publisher needs to route and filter it."""
+
+    id: str
+    outcome: Outcome
+    body: bytes  # the CloudEvent, structured JSON
+    source_message_id: str
+    job_id: str | None
+    account: str | None
+    http_status: int | None
+    error_code: str | None
+
+    def application_properties(self) -> dict[str, str | int]:
+        """Properties subscriptions filter on with SQL rules."""
+        props: dict[str, str | int] = {"outcome": self.outcome.value}
+        if self.job_id is not None:
+            props["jobId"] = self.job_id
+        if self.account is not None:
+            props["account"] = self.account
+        if self.http_status is not None:
+            props["httpStatus"] = self.http_status
+        if self.error_code is not None:
+            props["errorCode"] = self.error_code
+        return props
+
+
+def event_data(result: Result) -> dict[str, Any]:
+    """The `data` of an outcome event. Redacted: never carries a secret."""
+    data: dict[str, Any] = {"outcome": result.outcome.value, "jobId": result.job_id}
+    optional: dict[str, Any] = {
+        "endpoint": result.endpoint,
+        "mode": result.mode,
+        "httpStatus": result.http_status,
+        "requestId": result.request_id,
+        "clientRequestId": result.client_request_id,
+        "etag": result.etag,
+        "lastModified": result.last_modified,
+        "conditionsMet": result.conditions_met,
+    }
+    data.update({k: v for k, v in optional.items() if v is not None})
+    if result.error is not None:
+        data["error"] = {
+            "code": result.error.code,
+            "message": result.error.message,
+            "values": result.error.values,
+        }
+    if result.problems:
+        data["problems"] = [p.as_dict() for p in result.problems]
+    if result.changes:
+        data["changes"] = result.changes
+    if result.already_applied:
+        data["alreadyApplied"] = True
+    data["attempts"] = result.attempts
+    data["durationMs"] = round(result.duration_ms, 1)
+    redacted: dict[str, Any] = redact(data)
+    return redacted
+
+
+def account_of(endpoint: str | None) -> str | None:
+    """`https://acct.region.batch.azure.com` -> `acct` (the emulator's `localhost:port` as is)."""
+    if not endpoint:
+        return None
+    host = endpoint.removeprefix("https://")
+    return host.split(".", 1)[0] if "." in host else host
+
+
+def build_event(result: Result, message_id: str, *, now: datetime | None = None) -> OutcomeEvent:
+    source = (
+        f"{result.endpoint}/jobs/{result.job_id}"
+        if result.endpoint and result.job_id
+        else "urn:batch-job-update"
+    )
+    attributes: dict[str, Any] = {
+        "id": event_id(message_id, result.outcome),
+        "source": source,
+        "type": event_type(result.outcome),
+        "specversion": "1.0",
+        "time": now or datetime.now(UTC),
+        "datacontenttype": "application/json",
+        "dataschema": DATA_SCHEMA,
+        "sourcemessageid": message_id,
+    }
+    if result.job_id:
+        attributes["subject"] = result.job_id
+    body = _FORMAT.write(CloudEvent(attributes, event_data(result)))
+    return OutcomeEvent(
+        id=attributes["id"],
+        outcome=result.outcome,
+        body=body,
+        source_message_id=message_id,
+        job_id=result.job_id,
+        account=account_of(result.endpoint),
+        http_status=result.http_status,
+        error_code=result.error.code if result.error else None,
+    )

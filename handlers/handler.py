@@ -1,0 +1,276 @@
+"""The handler: one queue message in, one outcome out.
+
+    parse + validate  ->  resolve endpoint  ->  apply (replace | merge | dry run)
+        ->  outcome event published  ->  return (host completes the message)
+
+Transient failures raise `RetryLater` so the host abandons the message and
+Service Bus redelivers it; on the last delivery a `given-up` event is
+published first, so the outcome stream stays complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from handlers.batch_client import (
+    AttemptsExhausted,
+    BatchClient,
+    BatchReply,
+    Sent,
+    build_request,
+    client_request_id_for,
+)
+from handlers.contract import InvalidMessage, JobUpdateMessage, Problem, check_ocp_date, parse_message
+from handlers.endpoints import EndpointError, resolve_endpoint
+from handlers.events import build_event
+from handlers.outcomes import (
+    Outcome,
+    Result,
+    already_in_place,
+    changes,
+    classify,
+    evaluate_conditions,
+    merge,
+)
+from handlers.publisher import Publisher
+from handlers.redaction import redact_text
+from handlers.settings import Settings
+
+log = logging.getLogger("handlers.job_update")
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """What the handler needs from a Service Bus message."""
+
+    body: bytes
+    message_id: str
+    delivery_count: int = 1
+    session_id: str | None = None
+
+
+class RetryLater(Exception):
+    """Raised to the host: abandon the message so Service Bus redelivers it."""
+
+
+class _Transient(Exception):
+    def __init__(self, result: Result, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.result = result
+
+
+class JobUpdateHandler:
+    """Composes validation, the Batch client and the publisher for one message."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        batch: BatchClient,
+        publisher: Publisher,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.settings = settings
+        self.batch = batch
+        self.publisher = publisher
+        self.clock = clock
+
+    async def handle(self, inbound: Inbound) -> Result:
+        message_id = inbound.message_id or "sha256:" + hashlib.sha256(inbound.body).hexdigest()
+        started = time.perf_counter()
+        try:
+            result = await self.apply(inbound)
+        except _Transient as transient:
+            result = transient.result
+            last = inbound.delivery_count >= self.settings.max_delivery_count
+            self._log(result, message_id, started, transient=not last)
+            if not last:
+                raise RetryLater(str(transient)) from transient
+            result.outcome = Outcome.given_up
+            result.duration_ms = (time.perf_counter() - started) * 1000
+            await self.publisher.publish([build_event(result, message_id, now=self.clock())])
+            raise RetryLater(f"gave up on delivery {inbound.delivery_count}: {transient}") from transient
+        result.duration_ms = (time.perf_counter() - started) * 1000
+        await self.publisher.publish([build_event(result, message_id, now=self.clock())])
+        self._log(result, message_id, started)
+        return result
+
+    async def apply(self, inbound: Inbound) -> Result:
+        """Decide and carry out the update; never publishes."""
+        try:
+            message = parse_message(inbound.body)
+            check_ocp_date(message, self.clock())
+            endpoint = resolve_endpoint(
+                message.endpoint, self.settings.allowed_endpoints, self.settings.endpoint_when_unnamed
+            )
+        except InvalidMessage as invalid:
+            return Result(Outcome.rejected, job_id=_job_id_hint(inbound.body), problems=invalid.problems)
+        except EndpointError as bad_endpoint:
+            problem = Problem("$.endpoint", "endpoint_not_allowed", str(bad_endpoint))
+            return Result(Outcome.rejected, job_id=message.job_id, problems=[problem])
+
+        result = Result(
+            Outcome.applied,
+            job_id=message.target_job_id,
+            endpoint=endpoint,
+            mode="dry-run" if message.options.dry_run else message.mode,
+            client_request_id=message.options.client_request_id or client_request_id_for(inbound.message_id),
+        )
+        deadline = time.monotonic() + self.settings.retry_budget_seconds
+        try:
+            if message.options.dry_run:
+                await self._dry_run(message, result, deadline)
+            elif message.mode == "merge":
+                await self._merge(message, result, inbound, deadline)
+            else:
+                await self._replace(message, result, inbound, deadline)
+        except AttemptsExhausted as exhausted:
+            result.attempts += exhausted.attempts
+            if exhausted.last.reply is not None:
+                result.note_reply(exhausted.last.reply)
+            raise _Transient(result, exhausted) from exhausted
+        return result
+
+    # --- the three ways to apply ----------------------------------------------------
+
+    async def _replace(
+        self, message: JobUpdateMessage, result: Result, inbound: Inbound, deadline: float
+    ) -> None:
+        body = message.update.body()
+        sent = await self._send(message, result, "PATCH", deadline, body=body)
+        result.outcome = classify(sent.reply)
+        if result.outcome is Outcome.applied:
+            result.changes = {name: {"to": value} for name, value in body.items()}
+        elif (
+            result.outcome is Outcome.precondition_failed
+            and message.conditions.if_match is not None
+            and (inbound.delivery_count > 1 or sent.attempts > 1)
+        ):
+            # A 412 on a redelivery (or a retry after a lost reply) may be our own
+            # earlier write: the ETag moved because we moved it.
+            await self._maybe_already_applied(message, result, body, deadline)
+
+    async def _merge(
+        self, message: JobUpdateMessage, result: Result, inbound: Inbound, deadline: float
+    ) -> None:
+        wanted = message.update.body()
+        for _round in range(self.settings.merge_max_rounds):
+            got = await self._send(message, result, "GET", deadline)
+            if not got.reply.ok:
+                result.outcome = classify(got.reply)
+                return
+            job, etag = got.reply.json(), got.reply.etag
+            own_etag = message.conditions.if_match
+            if own_etag is not None and not evaluate_conditions(message.conditions, etag, None):
+                if already_in_place(job, merge(job, wanted)) and inbound.delivery_count > 1:
+                    self._already(result, got.reply)
+                else:
+                    result.outcome = Outcome.precondition_failed
+                return
+            merged = merge(job, wanted)
+            diff = changes(job, merged)
+            if not diff:
+                self._already(result, got.reply)
+                return
+            body = {name: merged[name] for name in diff}
+            sent = await self._send(message, result, "PATCH", deadline, body=body, if_match=etag or "*")
+            result.outcome = classify(sent.reply)
+            if result.outcome is Outcome.applied:
+                result.changes = diff
+                return
+            if result.outcome is not Outcome.precondition_failed or own_etag is not None:
+                return
+            # Someone else wrote between our read and our write: read again.
+        result.outcome = Outcome.precondition_failed
+
+    async def _dry_run(self, message: JobUpdateMessage, result: Result, deadline: float) -> None:
+        got = await self._send(message, result, "GET", deadline)
+        if not got.reply.ok:
+            result.outcome = classify(got.reply)
+            return
+        job = got.reply.json()
+        body = message.update.body()
+        target = merge(job, body) if message.mode == "merge" else body
+        result.outcome = Outcome.dry_run
+        result.changes = changes(job, target)
+        result.conditions_met = evaluate_conditions(
+            message.conditions, got.reply.etag, got.reply.last_modified
+        )
+
+    # --- helpers --------------------------------------------------------------------
+
+    async def _send(
+        self,
+        message: JobUpdateMessage,
+        result: Result,
+        method: str,
+        deadline: float,
+        *,
+        body: dict[str, Any] | None = None,
+        if_match: str | None = None,
+    ) -> Sent:
+        assert result.endpoint is not None and result.client_request_id is not None
+        request = build_request(
+            method,
+            result.endpoint,
+            message.target_job_id,
+            api_version=self.settings.api_version,
+            client_request_id=result.client_request_id,
+            options=message.options,
+            conditions=message.conditions if method == "PATCH" else None,
+            body=body,
+            if_match=if_match,
+            now=self.clock(),
+        )
+        sent = await self.batch.send(request, deadline=deadline)
+        result.attempts += sent.attempts
+        result.note_reply(sent.reply)
+        return sent
+
+    async def _maybe_already_applied(
+        self, message: JobUpdateMessage, result: Result, body: dict[str, Any], deadline: float
+    ) -> None:
+        got = await self._send(message, result, "GET", deadline)
+        if got.reply.ok and already_in_place(got.reply.json(), body):
+            self._already(result, got.reply)
+        else:
+            result.outcome = Outcome.precondition_failed
+            result.http_status = 412
+
+    @staticmethod
+    def _already(result: Result, reply: BatchReply) -> None:
+        result.outcome = Outcome.applied
+        result.already_applied = True
+        result.error = None
+        result.http_status = reply.status
+
+    def _log(self, result: Result, message_id: str, started: float, *, transient: bool = False) -> None:
+        # One line per message; infra's alert queries parse these key=value pairs.
+        log.info(
+            "job-update outcome=%s jobId=%s httpStatus=%s errorCode=%s attempts=%d messageId=%s "
+            "durationMs=%.1f",
+            "transient" if transient else result.outcome.value,
+            result.job_id,
+            result.http_status,
+            result.error.code if result.error else None,
+            result.attempts,
+            redact_text(message_id),
+            (time.perf_counter() - started) * 1000,
+        )
+
+
+def _job_id_hint(body: bytes) -> str | None:
+    """Best-effort job id from an invalid message, so its event has a subject."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    job_id = data.get("jobId") if isinstance(data, dict) else None
+    return job_id if isinstance(job_id, str) and len(job_id) <= 64 and job_id.isascii() else None

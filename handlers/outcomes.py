@@ -1,0 +1,160 @@
+"""What happened to a message: outcome kinds and the pure decisions behind them.
+
+Classifying a Batch reply, comparing a job with what a message asks for, and
+evaluating preconditions locally (dry runs) are pure functions over data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from handlers.batch_client import BatchError, BatchReply
+from handlers.contract import Conditions, Problem
+from handlers.wire_formats import bare_etag, canonical_duration, parse_http_date
+
+
+class Outcome(StrEnum):
+    applied = "applied"
+    dry_run = "dry-run"
+    precondition_failed = "precondition-failed"
+    rejected = "rejected"  # the message is invalid: nothing was sent
+    failed = "failed"  # Batch refused the request (400/401/403/404/409/413 ...)
+    given_up = "given-up"  # transient failures outlasted the retries on the last delivery
+
+
+@dataclass(slots=True)
+class Result:
+    """Everything the outcome event reports about one message."""
+
+    outcome: Outcome
+    job_id: str | None = None
+    endpoint: str | None = None
+    http_status: int | None = None
+    error: BatchError | None = None
+    problems: list[Problem] = field(default_factory=list)
+    request_id: str | None = None
+    client_request_id: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    attempts: int = 0
+    duration_ms: float = 0.0
+    changes: dict[str, Any] = field(default_factory=dict)
+    already_applied: bool = False
+    mode: str | None = None
+    conditions_met: bool | None = None  # dry runs: would the preconditions hold now?
+
+    def note_reply(self, reply: BatchReply) -> None:
+        self.http_status = reply.status
+        self.request_id = reply.request_id or self.request_id
+        if reply.client_request_id:
+            self.client_request_id = reply.client_request_id
+        if reply.ok:
+            self.etag = reply.etag or self.etag
+            self.last_modified = reply.last_modified or self.last_modified
+        else:
+            self.error = reply.error()
+
+
+def classify(reply: BatchReply) -> Outcome:
+    """Final outcome of a non-transient Batch reply."""
+    if reply.ok:
+        return Outcome.applied
+    if reply.status == 412:
+        return Outcome.precondition_failed
+    return Outcome.failed
+
+
+# --- Comparing a job with an update ------------------------------------------------
+
+_DURATION_KEYS = frozenset({"maxWallClockTime"})
+
+
+def _normalise(value: Any, key: str = "") -> Any:
+    """Canonical form for comparison: durations as ISO, enums lower-case."""
+    if isinstance(value, dict):
+        return {k: _normalise(v, k) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_normalise(v) for v in value]
+    if isinstance(value, str):
+        if key in _DURATION_KEYS:
+            try:
+                return canonical_duration(value)
+            except ValueError:
+                return value
+        if key in {"onAllTasksComplete", "poolLifetimeOption"}:
+            return value.lower()
+    return value
+
+
+def _contains(current: Any, wanted: Any) -> bool:
+    """True when every field in `wanted` is present in `current` with the same value."""
+    if isinstance(wanted, dict):
+        return isinstance(current, dict) and all(_contains(current.get(k), v) for k, v in wanted.items())
+    return bool(current == wanted)
+
+
+def already_in_place(job: dict[str, Any], body: dict[str, Any]) -> bool:
+    """Does the job already carry every value the update sets? (redelivery after success)"""
+    current, wanted = _normalise(job), _normalise(body)
+    return all(_contains(current.get(k), v) for k, v in wanted.items())
+
+
+def changes(job: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+    """Top-level properties the update would change: {name: {"from": old, "to": new}}."""
+    current, wanted = _normalise(job), _normalise(body)
+    out: dict[str, Any] = {}
+    for name, new in wanted.items():
+        old = current.get(name)
+        if not _contains(old, new):
+            out[name] = {"from": job.get(name), "to": body[name]}
+    return out
+
+
+def merge(job: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """Merge mode: apply only the named nested fields onto the job's current values.
+
+    Objects merge field by field (recursively); metadata merges by name (upsert,
+    keeping order); scalars and other lists replace. Returns the full new values
+    of the top-level properties the update names.
+    """
+    merged: dict[str, Any] = {}
+    for name, new in update.items():
+        old = job.get(name)
+        if name == "metadata" and isinstance(old, list):
+            by_name = {item["name"]: item["value"] for item in old}
+            by_name.update({item["name"]: item["value"] for item in new})
+            merged[name] = [{"name": k, "value": v} for k, v in by_name.items()]
+        elif isinstance(new, dict) and isinstance(old, dict):
+            merged[name] = _merge_objects(old, new)
+        else:
+            merged[name] = new
+    return merged
+
+
+def _merge_objects(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    out = dict(old)
+    for key, value in new.items():
+        out[key] = (
+            _merge_objects(old[key], value)
+            if isinstance(value, dict) and isinstance(old.get(key), dict) and key != "pool"
+            else value
+        )
+    return out
+
+
+def evaluate_conditions(conditions: Conditions, etag: str | None, last_modified: str | None) -> bool:
+    """Would Batch's preconditions hold against this ETag / Last-Modified? (dry runs)"""
+    current = bare_etag(etag) if etag else None
+    if conditions.if_match is not None:
+        return conditions.if_match == "*" or bare_etag(conditions.if_match) == current
+    if conditions.if_none_match is not None:
+        return conditions.if_none_match != "*" and bare_etag(conditions.if_none_match) != current
+    modified: datetime | None = parse_http_date(last_modified) if last_modified else None
+    if conditions.if_unmodified_since is not None and modified is not None:
+        return modified <= conditions.if_unmodified_since
+    if conditions.if_modified_since is not None and modified is not None:
+        return modified > conditions.if_modified_since
+    return True

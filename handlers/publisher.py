@@ -1,0 +1,101 @@
+"""Publishing outcome events to the Service Bus topic.
+
+`Publisher` is what the handler calls. `ServiceBusPublisher` keeps one client
+and one topic sender for the process; a failed send is retried by the SDK and
+then raised, so the input message is abandoned and comes back: an outcome is
+never lost silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Protocol
+
+from azure.core.credentials_async import AsyncTokenCredential
+from azure.servicebus import ServiceBusMessage
+from azure.servicebus.aio import ServiceBusClient, ServiceBusSender
+
+from handlers.events import EVENT_CONTENT_TYPE, OutcomeEvent
+
+log = logging.getLogger(__name__)
+
+
+class Publisher(Protocol):
+    async def publish(self, events: Sequence[OutcomeEvent]) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+def to_service_bus_message(event: OutcomeEvent, *, session: bool) -> ServiceBusMessage:
+    return ServiceBusMessage(
+        event.body,
+        content_type=EVENT_CONTENT_TYPE,
+        message_id=event.id,  # deterministic: the topic's duplicate detection drops republished events
+        correlation_id=event.source_message_id,
+        subject=event.outcome.value,
+        application_properties=event.application_properties(),  # type: ignore[arg-type]
+        session_id=(event.job_id or "none") if session else None,
+    )
+
+
+class ServiceBusPublisher:
+    """One long-lived client and topic sender per process."""
+
+    def __init__(self, client: ServiceBusClient, topic: str, *, sessions: bool = False) -> None:
+        self._client = client
+        self._topic = topic
+        self._sessions = sessions
+        self._sender: ServiceBusSender | None = None
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    def from_namespace(
+        cls, namespace: str, credential: AsyncTokenCredential, topic: str, *, sessions: bool = False
+    ) -> ServiceBusPublisher:
+        return cls(ServiceBusClient(namespace, credential), topic, sessions=sessions)
+
+    @classmethod
+    def from_connection_string(
+        cls, connection_string: str, topic: str, *, sessions: bool = False
+    ) -> ServiceBusPublisher:
+        return cls(ServiceBusClient.from_connection_string(connection_string), topic, sessions=sessions)
+
+    async def _get_sender(self) -> ServiceBusSender:
+        if self._sender is None:
+            async with self._lock:
+                if self._sender is None:
+                    self._sender = self._client.get_topic_sender(self._topic)
+        return self._sender
+
+    async def publish(self, events: Sequence[OutcomeEvent]) -> None:
+        if not events:
+            return
+        sender = await self._get_sender()
+        messages = [to_service_bus_message(e, session=self._sessions) for e in events]
+        try:
+            if len(messages) == 1:
+                await sender.send_messages(messages[0])
+            else:
+                # Several events ready together go as one batch (one AMQP transfer).
+                batch = await sender.create_message_batch()
+                for message in messages:
+                    batch.add_message(message)
+                await sender.send_messages(batch)
+        except Exception:
+            # Drop the sender: a broken link is rebuilt on the next publish.
+            await self._reset_sender()
+            raise
+
+    async def _reset_sender(self) -> None:
+        sender, self._sender = self._sender, None
+        if sender is not None:
+            try:
+                await sender.close()
+            except Exception:  # closing a broken link may fail too; nothing to recover
+                log.debug("closing a failed topic sender raised", exc_info=True)
+
+    async def aclose(self) -> None:
+        await self._reset_sender()
+        await self._client.close()

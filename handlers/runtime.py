@@ -1,0 +1,109 @@
+"""Process-wide wiring: one credential, one HTTP pool, one topic sender.
+
+Built lazily on the first message (inside the worker's event loop) and reused
+by every invocation after it, so no message pays for a TLS handshake, a token
+fetch or an AMQP link that an earlier one already paid for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from azure.core.credentials_async import AsyncTokenCredential
+
+from handlers.auth import BatchAuth, SharedKey, TokenCache
+from handlers.batch_client import BatchClient, RetryPolicy, make_http_client
+from handlers.handler import JobUpdateHandler
+from handlers.publisher import Publisher, ServiceBusPublisher
+from handlers.settings import BatchAuthMode, Settings
+
+
+def make_credential(settings: Settings) -> AsyncTokenCredential:
+    """The user-assigned managed identity (the platform's token endpoint)."""
+    from azure.identity.aio import ManagedIdentityCredential
+
+    return ManagedIdentityCredential(client_id=settings.client_id)
+
+
+def make_batch_client(settings: Settings, credential: AsyncTokenCredential | None) -> BatchClient:
+    if settings.auth_mode is BatchAuthMode.shared_key:
+        assert settings.account_name and settings.account_key  # checked by Settings
+        key = SharedKey.from_base64(settings.account_name, settings.account_key.get_secret_value())
+        auth = BatchAuth(settings.allowed_endpoints, shared_key=key)
+    else:
+        assert credential is not None
+        auth = BatchAuth(settings.allowed_endpoints, tokens=TokenCache(credential, settings.token_scope))
+    http = make_http_client(
+        ca_bundle=settings.ca_bundle,
+        timeout=settings.http_timeout_seconds,
+        max_connections=settings.max_connections,
+        auth=auth,
+    )
+    policy = RetryPolicy(max_attempts=settings.max_attempts, budget_seconds=settings.retry_budget_seconds)
+    return BatchClient(http, policy)
+
+
+def make_publisher(settings: Settings, credential: AsyncTokenCredential | None) -> Publisher:
+    sessions = settings.outcome_topic_requires_session
+    if settings.servicebus_connection_string is not None:
+        return ServiceBusPublisher.from_connection_string(
+            settings.servicebus_connection_string.get_secret_value(),
+            settings.outcome_topic,
+            sessions=sessions,
+        )
+    assert settings.servicebus_namespace is not None and credential is not None
+    return ServiceBusPublisher.from_namespace(
+        settings.servicebus_namespace, credential, settings.outcome_topic, sessions=sessions
+    )
+
+
+class Runtime:
+    """Everything long-lived a handler needs, with one place to close it."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        handler: JobUpdateHandler,
+        credential: AsyncTokenCredential | None,
+    ) -> None:
+        self.settings = settings
+        self.handler = handler
+        self._credential = credential
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, publisher: Publisher | None = None) -> Runtime:
+        needs_identity = settings.auth_mode is BatchAuthMode.entra or (
+            publisher is None and settings.servicebus_connection_string is None
+        )
+        credential = make_credential(settings) if needs_identity else None
+        batch = make_batch_client(settings, credential)
+        publisher = publisher or make_publisher(settings, credential)
+        return cls(settings, JobUpdateHandler(settings, batch, publisher), credential)
+
+    async def aclose(self) -> None:
+        await self.handler.batch.aclose()
+        await self.handler.publisher.aclose()
+        if self._credential is not None:
+            await self._credential.close()
+
+
+_runtime: Runtime | None = None
+_runtime_lock = asyncio.Lock()
+
+
+async def get_runtime() -> Runtime:
+    """The process's Runtime, built on first use from the app settings."""
+    global _runtime
+    if _runtime is None:
+        async with _runtime_lock:
+            if _runtime is None:
+                _runtime = Runtime.from_settings(Settings())  # from env
+    return _runtime
+
+
+async def reset_runtime() -> None:
+    """Close and forget the process Runtime (tests, local host shutdown)."""
+    global _runtime
+    runtime, _runtime = _runtime, None
+    if runtime is not None:
+        await runtime.aclose()
