@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from handlers.batch_client import build_request, client_request_id_for
-from handlers.contract import InvalidMessage, JobUpdateMessage, check_ocp_date, parse_message
+from handlers.contract import InvalidMessage, JobUpdateMessage, check_ocp_date, json_schema, parse_message
 from handlers.endpoints import EndpointError, normalise_endpoint
 from handlers.settings import DEFAULT_API_VERSION
 
@@ -77,10 +77,6 @@ def _requests(message: JobUpdateMessage, endpoint: str, api_version: str, now: d
     return [request("PATCH", conditions=message.conditions, body=body)]
 
 
-def schema() -> dict[str, Any]:
-    return JobUpdateMessage.model_json_schema(by_alias=True, mode="validation")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m handlers")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -91,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "schema":
-        print(json.dumps(schema(), indent=2))
+        print(json.dumps(json_schema(), indent=2))
         return 0
     raw = sys.stdin.buffer.read() if args.file == "-" else open(args.file, "rb").read()  # noqa: SIM115
     now = datetime.now(UTC)

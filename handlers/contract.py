@@ -32,7 +32,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import ErrorDetails, PydanticCustomError
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
+from pydantic_core import ErrorDetails, PydanticCustomError, core_schema
 
 from handlers.wire_formats import (
     canonical_duration,
@@ -142,6 +143,9 @@ ETag = Annotated[
 ]
 
 
+_MAX_STRING = 64 * 1024
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -150,8 +154,18 @@ class _Model(BaseModel):
         validate_by_alias=True,
         validate_by_name=False,
         serialize_by_alias=True,
-        str_max_length=64 * 1024,
+        str_max_length=_MAX_STRING,
     )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_nulls(cls, value: object) -> object:
+        # Batch does not support JSON null in partial updates; omit a field instead.
+        if value is None:
+            raise PydanticCustomError(
+                "null_not_allowed", "null is not allowed: omit the field to leave it unchanged"
+            )
+        return value
 
 
 # --- The update body: Batch's BatchJobUpdateOptions -------------------------------
@@ -513,3 +527,31 @@ def check_ocp_date(message: JobUpdateMessage, now: datetime) -> None:
                 )
             ]
         )
+
+
+# --- JSON Schema (docs/job-update.schema.json) -------------------------------------
+
+
+class _NoNullsSchema(GenerateJsonSchema):
+    """Optional fields are omitted, never null (Batch refuses null): say so in the schema."""
+
+    def nullable_schema(self, schema: core_schema.NullableSchema) -> JsonSchemaValue:
+        return self.generate_inner(schema["schema"])
+
+    def default_schema(self, schema: core_schema.WithDefaultSchema) -> JsonSchemaValue:
+        inner = self.generate_inner(schema["schema"])
+        if schema.get("default") is None:
+            return inner
+        return super().default_schema(schema)
+
+    def str_schema(self, schema: core_schema.StringSchema) -> JsonSchemaValue:
+        out = super().str_schema(schema)
+        if out.get("maxLength") == _MAX_STRING:
+            del out["maxLength"]  # the global guard, not a field rule
+        return out
+
+
+def json_schema() -> dict[str, Any]:
+    return JobUpdateMessage.model_json_schema(
+        by_alias=True, mode="validation", schema_generator=_NoNullsSchema
+    )

@@ -21,8 +21,9 @@ _TIMESPAN = re.compile(
     r"^(?:(?P<days>\d+)\.)?(?P<hours>\d{1,2}):(?P<minutes>\d{1,2})"
     r"(?::(?P<seconds>\d{1,2}(?:\.\d{1,7})?))?$"
 )
-# TimeSpan.MaxValue is about 10,675,199 days; Batch treats it as "unlimited".
-_MAX_DURATION = timedelta(days=10_675_199)
+# TimeSpan.MaxValue (P10675199DT2H48M5.4775807S, rounded up to microseconds): what
+# Batch returns for "no limit"; a merge sends it back as read.
+_MAX_DURATION = timedelta(days=10_675_199, hours=2, minutes=48, seconds=5, microseconds=477_581)
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _ETAG = re.compile(r"^[\x21\x23-\x7e]{1,256}$")  # visible ASCII, no quote
 

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from handlers.batch_client import BatchReply
+from handlers.contract import Conditions
+from handlers.outcomes import Outcome, already_in_place, changes, classify, evaluate_conditions, merge
+
+JOB = {
+    "id": "j",
+    "priority": 0,
+    "constraints": {"maxWallClockTime": "P10675199DT2H48M5.4775807S", "maxTaskRetryCount": 3},
+    "metadata": [{"name": "owner", "value": "a"}, {"name": "team", "value": "x"}],
+    "onAllTasksComplete": "noaction",
+    "poolInfo": {"poolId": "p1"},
+}
+
+
+def reply(status: int) -> BatchReply:
+    return BatchReply(status, None, None, None, None, None, b"")
+
+
+def test_classify() -> None:
+    assert classify(reply(200)) is Outcome.applied
+    assert classify(reply(412)) is Outcome.precondition_failed
+    for status in (400, 401, 403, 404, 409, 413):
+        assert classify(reply(status)) is Outcome.failed
+
+
+def test_merge_changes_only_named_nested_fields() -> None:
+    merged = merge(
+        JOB,
+        {
+            "constraints": {"maxWallClockTime": "PT2H"},
+            "metadata": [{"name": "team", "value": "y"}, {"name": "new", "value": "1"}],
+        },
+    )
+    assert merged["constraints"] == {"maxWallClockTime": "PT2H", "maxTaskRetryCount": 3}
+    assert merged["metadata"] == [
+        {"name": "owner", "value": "a"},
+        {"name": "team", "value": "y"},
+        {"name": "new", "value": "1"},
+    ]
+
+
+def test_changes_and_already_in_place() -> None:
+    assert changes(JOB, {"priority": 0}) == {}
+    assert changes(JOB, {"priority": 5}) == {"priority": {"from": 0, "to": 5}}
+    assert changes(JOB, {"onAllTasksComplete": "NoAction"}) == {}
+    assert already_in_place(JOB, {"priority": 0, "constraints": {"maxTaskRetryCount": 3}})
+    assert not already_in_place(JOB, {"constraints": {"maxTaskRetryCount": 4}})
+    assert already_in_place(
+        {"constraints": {"maxWallClockTime": "PT1H"}}, {"constraints": {"maxWallClockTime": "01:00:00"}}
+    )
+    assert not already_in_place(JOB, {"metadata": [{"name": "owner", "value": "a"}]})
+
+
+def test_evaluate_conditions() -> None:
+    lm = "Mon, 17 Feb 2025 00:00:00 GMT"
+    assert evaluate_conditions(Conditions.model_validate({"ifMatch": "0x1"}), '"0x1"', lm)
+    assert not evaluate_conditions(Conditions.model_validate({"ifMatch": "0x2"}), "0x1", lm)
+    assert evaluate_conditions(Conditions.model_validate({"ifMatch": "*"}), "0x1", lm)
+    assert not evaluate_conditions(Conditions.model_validate({"ifNoneMatch": "0x1"}), "0x1", lm)
+    assert evaluate_conditions(
+        Conditions.model_validate({"ifModifiedSince": "Sun, 16 Feb 2025 00:00:00 GMT"}), "0x1", lm
+    )
+    assert not evaluate_conditions(
+        Conditions.model_validate({"ifUnmodifiedSince": "Sun, 16 Feb 2025 00:00:00 GMT"}), "0x1", lm
+    )
+    assert evaluate_conditions(Conditions(), None, None)

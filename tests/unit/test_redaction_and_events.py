@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from handlers.batch_client import BatchError
+from handlers.contract import Problem
+from handlers.events import build_event, event_id
+from handlers.outcomes import Outcome, Result
+from handlers.redaction import REDACTED, redact, redact_text
+
+SECRETS = ["hunter2", "regpass", "c2FzLWtleQ==", "sv=2024&sig=abc", "cifs-pass", "TOPSECRET", "eyJ0eXAi"]
+
+POOL = {
+    "vmSize": "standard_d2s_v3",
+    "userAccounts": [{"name": "ops", "password": "hunter2"}],
+    "virtualMachineConfiguration": {
+        "containerConfiguration": {
+            "containerRegistries": [{"registryServer": "r.io", "username": "u", "password": "regpass"}]
+        }
+    },
+    "mountConfiguration": [
+        {
+            "azureBlobFileSystemConfiguration": {
+                "accountName": "s",
+                "accountKey": "c2FzLWtleQ==",
+                "sasKey": "sv=2024&sig=abc",
+            }
+        },
+        {"cifsMountConfiguration": {"username": "u", "password": "cifs-pass", "source": "//h/s"}},
+    ],
+    "startTask": {
+        "commandLine": "run",
+        "environmentSettings": [{"name": "API_TOKEN", "value": "TOPSECRET"}],
+        "resourceFiles": [{"httpUrl": "https://s.blob.core.windows.net/c/f?sv=2024&sig=eyJ0eXAi"}],
+    },
+}
+
+
+def test_redact_removes_every_secret_and_keeps_the_rest() -> None:
+    out = json.dumps(redact(POOL))
+    for secret in SECRETS:
+        assert secret not in out
+    assert "standard_d2s_v3" in out and "https://s.blob.core.windows.net/c/f?***" in out
+    assert redact(POOL)["userAccounts"][0] == {"name": "ops", "password": REDACTED}
+
+
+def test_redact_text_strips_credentials() -> None:
+    assert redact_text("Authorization: Bearer eyJabc.def") == f"Authorization: Bearer {REDACTED}"
+    assert redact_text("SharedKey acct:sig==") == f"SharedKey {REDACTED}"
+
+
+def test_event_shape_ids_and_redaction() -> None:
+    result = Result(
+        Outcome.failed,
+        job_id="j1",
+        endpoint="https://acct.westeurope.batch.azure.com",
+        http_status=409,
+        error=BatchError("JobCompleted", "The job is completed", {"Reason": "x"}),
+        request_id="r1",
+        client_request_id="c1",
+        attempts=1,
+        changes={"poolInfo": {"to": {"autoPoolSpecification": {"poolLifetimeOption": "job", "pool": POOL}}}},
+    )
+    event = build_event(result, "msg-1", now=datetime(2026, 1, 1, tzinfo=UTC))
+    doc = json.loads(event.body)
+    assert doc["specversion"] == "1.0"
+    assert doc["id"] == event.id == event_id("msg-1", Outcome.failed)
+    assert doc["type"] == "dev.batchjobupdate.job.failed"
+    assert doc["source"] == "https://acct.westeurope.batch.azure.com/jobs/j1"
+    assert doc["subject"] == "j1"
+    assert doc["data"]["error"]["code"] == "JobCompleted"
+    assert doc["data"]["httpStatus"] == 409
+    for secret in SECRETS:
+        assert secret not in event.body.decode()
+    assert event.application_properties() == {
+        "outcome": "failed",
+        "jobId": "j1",
+        "account": "acct",
+        "httpStatus": 409,
+        "errorCode": "JobCompleted",
+    }
+
+
+def test_event_id_is_deterministic_per_message_and_outcome() -> None:
+    assert event_id("m", Outcome.applied) == event_id("m", Outcome.applied)
+    assert event_id("m", Outcome.applied) != event_id("m", Outcome.given_up)
+    assert event_id("m", Outcome.applied) != event_id("n", Outcome.applied)
+
+
+def test_rejected_event_carries_problems_and_no_source_url() -> None:
+    result = Result(Outcome.rejected, problems=[Problem("$.update.priority", "int_type", "bad")])
+    doc = json.loads(build_event(result, "m2").body)
+    assert doc["source"] == "urn:batch-job-update"
+    assert doc["data"]["problems"] == [{"path": "$.update.priority", "code": "int_type", "message": "bad"}]
+    assert "subject" not in doc
