@@ -49,6 +49,8 @@ class ServiceBusPublisher:
         self._sessions = sessions
         self._sender: ServiceBusSender | None = None
         self._lock = asyncio.Lock()
+        self._pending: list[tuple[list[OutcomeEvent], asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     @classmethod
     def from_namespace(
@@ -70,19 +72,50 @@ class ServiceBusPublisher:
         return self._sender
 
     async def publish(self, events: Sequence[OutcomeEvent]) -> None:
+        """Send the events; returns once the broker has accepted them.
+
+        Calls that arrive while a send is in flight are coalesced into the next
+        send as one batch (one AMQP transfer): under concurrency the per-event
+        cost of the SDK is shared. A failure fails every caller in that batch.
+        """
         if not events:
             return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((list(events), done))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        await done
+
+    async def _flush(self) -> None:
+        while self._pending:
+            waiting, self._pending = self._pending, []
+            events = [event for batch, _ in waiting for event in batch]
+            try:
+                await self._send([to_service_bus_message(e, session=self._sessions) for e in events])
+            except Exception as exc:
+                for _, done in waiting:
+                    if not done.done():
+                        done.set_exception(exc)
+            else:
+                for _, done in waiting:
+                    if not done.done():
+                        done.set_result(None)
+
+    async def _send(self, messages: list[ServiceBusMessage]) -> None:
         sender = await self._get_sender()
-        messages = [to_service_bus_message(e, session=self._sessions) for e in events]
         try:
             if len(messages) == 1:
                 await sender.send_messages(messages[0])
-            else:
-                # Several events ready together go as one batch (one AMQP transfer).
-                batch = await sender.create_message_batch()
-                for message in messages:
+                return
+            batch = await sender.create_message_batch()
+            for message in messages:
+                try:
                     batch.add_message(message)
-                await sender.send_messages(batch)
+                except ValueError:  # batch full: send it, start another
+                    await sender.send_messages(batch)
+                    batch = await sender.create_message_batch()
+                    batch.add_message(message)
+            await sender.send_messages(batch)
         except Exception:
             # Drop the sender: a broken link is rebuilt on the next publish.
             await self._reset_sender()
