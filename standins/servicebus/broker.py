@@ -1,0 +1,777 @@
+"""The AMQP 1.0 side: a python-qpid-proton reactor that speaks Service Bus to the real SDK.
+
+Why proton: it implements AMQP framing, sessions, flow control and SASL correctly, so this
+module only has to add what Service Bus layers on top (CBS, ``$management``, lock tokens as
+delivery tags, session filters, the settlement echo of SDK >= 7.15). All broker state lives
+in :mod:`entities` and is touched only on the reactor thread; other threads talk to it
+through :class:`_Inbox` (a pipe the reactor selects on), so no locks are needed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from proton import Condition, Delivery, Endpoint, Event, Handler, Link, Message, Terminus, int32, symbol
+from proton.reactor import Container
+
+from . import mgmt
+from .codec import DecodeError, dotnet_ticks, split_batch
+from .config import NamespaceConfig, load_config
+from .entities import EntityError, Ingress, MessageEntity, Namespace, Settle
+
+log = logging.getLogger("standins.servicebus")
+
+SESSION_FILTER = "com.microsoft:session-filter"
+LOCKED_UNTIL_UTC = "com.microsoft:locked-until-utc"
+OPERATION_TIMEOUT = "com.microsoft:timeout"
+MAX_MESSAGE_SIZE = 262_144  # Standard tier; advertised so the SDK sizes batches like in Azure
+INCOMING_CREDIT = 100
+DEFAULT_SESSION_WAIT = 60.0
+
+
+@dataclass(eq=False)
+class _LinkState:
+    """Per-link bookkeeping, attached to the proton link as ``link.sb``."""
+
+    link: Link
+    kind: str  # "cbs-in" | "mgmt-in" | "send" | "receive" | "reply"
+    address: str
+    entity: MessageEntity | None = None
+    ingress: Ingress | None = None
+    peek_lock: bool = True
+    session_id: str | None = None
+    wants_session: bool = False  # attach is waiting for a session (next-available)
+    session_deadline: float = 0.0
+    opened: bool = False
+
+
+class _Inbox:
+    """Cross-thread call queue: a pipe the reactor selects on, plus a queue of callables."""
+
+    def __init__(self) -> None:
+        self._calls: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._read, False)
+        self._closed = False
+        self._transport = None  # proton's IOHandler looks for this on every selectable
+
+    def fileno(self) -> int:
+        return self._read
+
+    def submit(self, fn: Callable[[], None]) -> None:
+        self._calls.put(fn)
+        try:
+            os.write(self._write, b"!")
+        except OSError:
+            pass
+
+    def on_selectable_init(self, event: Event) -> None:
+        event.context.reading = True
+        event.context.update()
+
+    def on_selectable_readable(self, event: Event) -> None:
+        try:
+            os.read(self._read, 4096)
+        except BlockingIOError:
+            pass
+        while True:
+            try:
+                fn = self._calls.get_nowait()
+            except queue.Empty:
+                break
+            fn()
+
+    def close(self) -> None:
+        """Called by proton when the selectable is finalised; also safe to call again."""
+        if not self._closed:
+            self._closed = True
+            for fd in (self._read, self._write):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+
+
+def _guarded(fn: Callable[..., None]) -> Callable[..., None]:
+    """Proton does not catch handler exceptions: one bad frame would kill the reactor thread.
+    Log it instead, so a broker bug shows up as a failed operation, not a dead broker."""
+
+    def wrapper(self: Any, event: Event) -> None:
+        try:
+            fn(self, event)
+        except Exception:  # noqa: BLE001
+            log.exception("error handling %s", event.type)
+
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
+
+
+class _BrokerHandler(Handler):
+    """Reactor event handler: link routing, CBS, transfers, settlement, management, timers."""
+
+    def __init__(self, namespace: Namespace, host: str, port: int, tick_interval: float) -> None:
+        super().__init__()
+        self.ns = namespace
+        self.host = host
+        self.port = port
+        self.tick_interval = tick_interval
+        self.links: dict[int, _LinkState] = {}
+        self._keys = itertools.count(1)
+        self._tags = itertools.count(1)
+        self.acceptor: Any = None
+        self.container: Container | None = None
+        self.connections: list[Any] = []
+        self.stopping = False
+        self._timer: Any = None
+
+    # ------------------------------------------------------------------ lifecycle
+    @_guarded
+    def on_timer_task(self, event: Event) -> None:
+        if self.stopping:
+            return
+        self.tick()
+        assert self.container is not None
+        self._timer = self.container.schedule(self.tick_interval, self)
+
+    @_guarded
+    def on_connection_bound(self, event: Event) -> None:
+        # The SDK only speaks SASL ANONYMOUS; without a SASL layer it cannot connect.
+        sasl = event.transport.sasl()
+        sasl.allowed_mechs("ANONYMOUS")
+
+    @_guarded
+    def on_connection_remote_open(self, event: Event) -> None:
+        conn = event.connection
+        if self.stopping:
+            conn.close()
+            return
+        conn.container = f"standins-servicebus-{uuid.uuid4().hex[:8]}"
+        conn.open()
+        self.connections.append(conn)
+
+    @_guarded
+    def on_session_remote_open(self, event: Event) -> None:
+        event.session.open()
+
+    @_guarded
+    def on_session_remote_close(self, event: Event) -> None:
+        event.session.close()
+
+    @_guarded
+    def on_connection_remote_close(self, event: Event) -> None:
+        self._drop_connection(event.connection)
+        event.connection.close()
+
+    @_guarded
+    def on_transport_closed(self, event: Event) -> None:
+        if event.connection is not None:
+            self._drop_connection(event.connection)
+
+    def _drop_connection(self, conn: Any) -> None:
+        for state in [s for s in self.links.values() if s.link.connection == conn]:
+            self._forget(state)
+        if conn in self.connections:
+            self.connections.remove(conn)
+
+    # ------------------------------------------------------------------ attach
+    @_guarded
+    def on_link_remote_open(self, event: Event) -> None:
+        link = event.link
+        try:
+            if link.is_receiver:
+                self._attach_incoming(link)
+            else:
+                self._attach_outgoing(link)
+        except EntityError as exc:
+            self._refuse(link, exc.condition, exc.description)
+
+    def _register(self, link: Link, kind: str, address: str, **kwargs: Any) -> _LinkState:
+        state = _LinkState(link=link, kind=kind, address=address, **kwargs)
+        key = next(self._keys)
+        link.sb = state
+        link.sb_key = key
+        self.links[key] = state
+        return state
+
+    def _open(self, link: Link, *, source_filter: Mapping[Any, Any] | None = None,
+              properties: Mapping[Any, Any] | None = None) -> None:
+        # The SDK detaches with "Invalid link" unless the reply carries source AND target.
+        link.source.copy(link.remote_source)
+        link.target.copy(link.remote_target)
+        if source_filter is not None:
+            link.source.filter.clear()
+            link.source.filter.put_object(dict(source_filter))
+        if properties:
+            link.properties = dict(properties)
+        link.snd_settle_mode = link.remote_snd_settle_mode
+        link.rcv_settle_mode = link.remote_rcv_settle_mode
+        link.open()
+        state = getattr(link, "sb", None)
+        if state is not None:
+            state.opened = True
+
+    def _refuse(self, link: Link, condition: str, description: str) -> None:
+        """Attach, then detach with an error: how the service rejects a link."""
+        if not link.state & Endpoint.LOCAL_ACTIVE:
+            link.source.copy(link.remote_source)
+            link.target.copy(link.remote_target)
+            link.open()
+        link.condition = Condition(condition, description)
+        link.close()
+        state = getattr(link, "sb", None)
+        if state is not None:
+            self._forget(state)
+
+    def _attach_incoming(self, link: Link) -> None:
+        """Client sender: $cbs and $management requests, or messages for a queue/topic."""
+        address = link.remote_target.address or ""
+        if address == "$cbs":
+            self._register(link, "cbs-in", address)
+        elif address.lower().endswith("$management"):
+            self._register(link, "mgmt-in", address)
+        else:
+            ingress = self.ns.ingress_for(address)
+            if not ingress.available:
+                raise EntityError(ingress.unavailable_condition, _unavailable(ingress.name))
+            self._register(link, "send", address, ingress=ingress)
+            link.max_message_size = MAX_MESSAGE_SIZE
+        self._open(link)
+        link.flow(INCOMING_CREDIT)
+
+    def _attach_outgoing(self, link: Link) -> None:
+        """Client receiver: replies for $cbs/$management, or messages from an entity."""
+        address = link.remote_source.address or ""
+        if address == "$cbs" or address.lower().endswith("$management"):
+            self._register(link, "reply", address)
+            self._open(link)
+            return
+        entity = self.ns.entity_for(address)
+        ingress = self.ns.ingress_of(entity)
+        if not ingress.available:
+            raise EntityError(ingress.unavailable_condition, _unavailable(ingress.name))
+        filters = _read_filter(link.remote_source)
+        has_session_filter = SESSION_FILTER in filters
+        if entity.requires_session and not has_session_filter:
+            raise EntityError("amqp:not-allowed", "It is not possible for an entity that requires sessions to "
+                                                  "create a non-sessionful message receiver.")
+        if has_session_filter and not entity.requires_session:
+            raise EntityError("amqp:not-allowed", "It is not possible for an entity that does not require "
+                                                  "sessions to create a sessionful message receiver.")
+        peek_lock = link.remote_snd_settle_mode != Link.SND_SETTLED
+        state = self._register(link, "receive", address, entity=entity, peek_lock=peek_lock)
+        if not entity.requires_session:
+            self._open(link)
+            return
+        requested = filters[SESSION_FILTER]
+        now = time.time()
+        if requested is None:
+            timeout_ms = (link.remote_properties or {}).get(symbol(OPERATION_TIMEOUT))
+            wait = int(timeout_ms) / 1000.0 if timeout_ms else DEFAULT_SESSION_WAIT
+            state.wants_session = True
+            state.session_deadline = now + wait
+            self._try_open_session(state, now)
+        else:
+            locked = entity.lock_session(state, str(requested), now)
+            self._open_session(state, locked.session_id, locked.locked_until)
+
+    def _try_open_session(self, state: _LinkState, now: float) -> bool:
+        assert state.entity is not None
+        try:
+            locked = state.entity.lock_session(state, None, now)
+        except EntityError as exc:
+            self._refuse(state.link, exc.condition, exc.description)
+            return True
+        if locked is None:
+            if now >= state.session_deadline:
+                self._refuse(state.link, "com.microsoft:timeout",
+                             "The operation did not complete within the allotted timeout: no unlocked session "
+                             "with messages was available.")
+                return True
+            return False
+        state.wants_session = False
+        self._open_session(state, locked.session_id, locked.locked_until)
+        return True
+
+    def _open_session(self, state: _LinkState, session_id: str, locked_until: float) -> None:
+        state.session_id = session_id
+        self._open(state.link, source_filter={symbol(SESSION_FILTER): session_id},
+                   properties={symbol(LOCKED_UNTIL_UTC): dotnet_ticks(locked_until)})
+        self._pump_link(state)
+
+    # ------------------------------------------------------------------ detach
+    @_guarded
+    def on_link_remote_close(self, event: Event) -> None:
+        self._link_gone(event.link)
+
+    @_guarded
+    def on_link_remote_detach(self, event: Event) -> None:
+        self._link_gone(event.link)
+
+    def _link_gone(self, link: Link) -> None:
+        state = getattr(link, "sb", None)
+        if state is not None:
+            self._forget(state)
+        if not link.state & Endpoint.LOCAL_CLOSED:
+            link.close()
+
+    def _forget(self, state: _LinkState) -> None:
+        key = getattr(state.link, "sb_key", None)
+        if key is None or self.links.pop(key, None) is None:
+            return
+        if state.kind == "receive" and state.entity is not None and state.entity.requires_session:
+            state.entity.release_session(state, time.time())
+            self.pump(state.entity)
+
+    # ------------------------------------------------------------------ transfers
+    @_guarded
+    def on_link_flow(self, event: Event) -> None:
+        state = getattr(event.link, "sb", None)
+        if state is not None and state.kind == "receive" and state.opened:
+            self._pump_link(state)
+
+    @_guarded
+    def on_delivery(self, event: Event) -> None:
+        delivery = event.delivery
+        link = delivery.link
+        state = getattr(link, "sb", None)
+        if link.is_sender:
+            if delivery.updated:
+                self._on_outcome(delivery)
+            return
+        if delivery.partial:
+            return  # proton buffers multi-frame transfers; wait for the last frame
+        if delivery.aborted:
+            delivery.settle()
+            return
+        payload = bytes(link.recv(delivery.pending))
+        link.advance()
+        if state is None:
+            delivery.update(Delivery.RELEASED)
+            delivery.settle()
+            return
+        if state.kind == "cbs-in":
+            self._on_cbs(link, payload)
+            delivery.update(Delivery.ACCEPTED)
+        elif state.kind == "mgmt-in":
+            self._on_management(state, payload)
+            delivery.update(Delivery.ACCEPTED)
+        elif state.kind == "send":
+            self._on_send(state, delivery, payload)
+        delivery.settle()
+        if link.credit < INCOMING_CREDIT // 2:
+            link.flow(INCOMING_CREDIT - link.credit)
+
+    def _on_send(self, state: _LinkState, delivery: Delivery, payload: bytes) -> None:
+        assert state.ingress is not None
+        try:
+            messages = split_batch(payload)
+            touched = state.ingress.send(messages, time.time())
+        except DecodeError as exc:
+            _reject(delivery, "amqp:decode-error", f"Could not decode the message: {exc}")
+            return
+        except EntityError as exc:
+            _reject(delivery, exc.condition, exc.description)
+            return
+        delivery.update(Delivery.ACCEPTED)
+        for entity in touched:
+            self.pump(entity)
+
+    def pump(self, entity: MessageEntity) -> None:
+        """Hand available messages of ``entity`` to its receivers (round-robin by link)."""
+        waiting = [s for s in self.links.values() if s.entity is entity and s.kind == "receive"]
+        for state in waiting:
+            if state.wants_session:
+                self._try_open_session(state, time.time())
+        active = [s for s in waiting if s.opened and not s.wants_session and s.link.credit > 0]
+        while active:
+            progressed = []
+            for state in active:
+                if self._send_one(state):
+                    progressed.append(state)
+            active = [s for s in progressed if s.link.credit > 0]
+        for state in waiting:
+            self._maybe_drained(state)
+
+    def _pump_link(self, state: _LinkState) -> None:
+        while state.link.credit > 0 and self._send_one(state):
+            pass
+        self._maybe_drained(state)
+
+    @staticmethod
+    def _maybe_drained(state: _LinkState) -> None:
+        link = state.link
+        if state.opened and link.state & Endpoint.LOCAL_ACTIVE and link.drain_mode and link.credit > 0:
+            link.drained()
+
+    def _send_one(self, state: _LinkState) -> bool:
+        entity = state.entity
+        link = state.link
+        if entity is None or link.credit <= 0 or not link.state & Endpoint.LOCAL_ACTIVE:
+            return False
+        if entity.requires_session and state.session_id is None:
+            return False
+        stored = entity.acquire(state, time.time(), session_id=state.session_id, peek_lock=state.peek_lock)
+        if stored is None:
+            return False
+        token = stored.lock_token
+        tag = token.bytes_le if token is not None else uuid.uuid4().bytes_le
+        delivery = link.delivery(tag)
+        delivery.sb = (entity, token)
+        link.send(stored.encode())
+        link.advance()
+        if not state.peek_lock:
+            delivery.settle()
+        return True
+
+    def _on_outcome(self, delivery: Delivery) -> None:
+        """The client settled (or released) a message: apply it and echo the outcome settled."""
+        info = getattr(delivery, "sb", None)
+        if info is None:
+            return
+        entity, token = info
+        remote = delivery.remote
+        outcome = delivery.remote_state
+        now = time.time()
+        try:
+            if token is None:
+                pass
+            elif outcome == Delivery.ACCEPTED:
+                entity.settle(token, Settle.COMPLETE, now)
+            elif outcome == Delivery.RELEASED:
+                entity.settle(token, Settle.RELEASE, now)
+            elif outcome == Delivery.MODIFIED:
+                if remote.undeliverable:
+                    entity.settle(token, Settle.DEFER, now)
+                elif remote.failed:
+                    entity.settle(token, Settle.ABANDON, now)
+                else:
+                    entity.settle(token, Settle.RELEASE, now)
+                delivery.local.failed = remote.failed
+                delivery.local.undeliverable = remote.undeliverable
+            elif outcome == Delivery.REJECTED:
+                reason, description = _dead_letter_details(remote.condition)
+                entity.settle(token, Settle.DEAD_LETTER, now, reason=reason, description=description)
+            else:
+                return  # RECEIVED or unknown: not terminal, wait for more
+            delivery.update(outcome)
+        except EntityError as exc:
+            _reject(delivery, exc.condition, exc.description)
+        delivery.settle()
+        self.pump(entity)
+        if entity.dead_letter is not None:
+            self.pump(entity.dead_letter)
+
+    # ------------------------------------------------------------------ CBS / management
+    def _reply(self, request_link: Link, address: str, response: Message) -> None:
+        reply = None
+        for state in self.links.values():
+            if state.kind == "reply" and state.address == address and state.link.connection == request_link.connection:
+                reply = state.link
+                if state.link.session == request_link.session:
+                    break
+        if reply is None:
+            log.warning("no reply link for %s", address)
+            return
+        delivery = reply.delivery(next(self._tags).to_bytes(8, "big"))
+        reply.send(response.encode())
+        reply.advance()
+        delivery.settle()
+
+    def _on_cbs(self, link: Link, payload: bytes) -> None:
+        request = Message()
+        request.decode(payload)
+        # Tokens are not validated: any key works, as with the emulator's fixed SAS key.
+        response = Message(
+            correlation_id=request.id,
+            properties={"status-code": int32(202), "status-description": "Accepted"},
+        )
+        self._reply(link, "$cbs", response)
+
+    def _on_management(self, state: _LinkState, payload: bytes) -> None:
+        request = Message()
+        request.decode(payload)
+        props = request.properties or {}
+        operation = str(props.get("operation", ""))
+        connection = state.link.connection
+        associated = props.get("associated-link-name")
+
+        def session_owner(entity: MessageEntity, session_id: str) -> object | None:
+            for s in self.links.values():
+                if (s.kind == "receive" and s.entity is entity and s.session_id == session_id
+                        and s.link.connection == connection):
+                    return s
+            return None
+
+        def receive_owner() -> object:
+            for s in self.links.values():
+                if s.kind == "receive" and s.link.connection == connection and s.link.name == associated:
+                    return s
+            return state
+
+        context = mgmt.MgmtContext(namespace=self.ns, address=state.address, now=time.time(),
+                                   session_owner=session_owner, receive_owner=receive_owner)
+        try:
+            self._check_available(state.address)
+            result = mgmt.handle(operation, request.body, context)
+        except EntityError as exc:
+            result = mgmt.MgmtResponse(404 if exc.condition == "amqp:not-found" else 400, exc.description,
+                                       condition=exc.condition)
+        properties: dict[str, Any] = {"statusCode": int32(result.status), "statusDescription": result.description}
+        if result.condition:
+            properties["errorCondition"] = symbol(result.condition)
+        response = Message(correlation_id=request.id, properties=properties, body=result.body)
+        self._reply(state.link, state.address, response)
+        for entity in self.ns.all_entities():
+            if entity.has_ready() or (entity.dead_letter is not None and entity.dead_letter.has_ready()):
+                self.pump(entity)
+                if entity.dead_letter is not None:
+                    self.pump(entity.dead_letter)
+
+    def _check_available(self, address: str) -> None:
+        ingress = self._ingress_of_address(address)
+        if ingress is not None and not ingress.available:
+            raise EntityError(ingress.unavailable_condition, _unavailable(ingress.name))
+
+    # ------------------------------------------------------------------ timers and control
+    def tick(self) -> None:
+        now = time.time()
+        result = self.ns.tick(now)
+        for _entity, owner, session_id in result.lost_sessions:
+            if isinstance(owner, _LinkState):
+                self._refuse(owner.link, "com.microsoft:session-lock-lost",
+                             f"The session lock has expired on the session '{session_id}'.")
+        for state in [s for s in self.links.values() if s.wants_session]:
+            self._try_open_session(state, now)
+        for entity in result.available:
+            self.pump(entity)
+
+    def _ingress_of_address(self, address: str) -> Ingress | None:
+        try:
+            return self.ns.ingress_for(address)
+        except EntityError:
+            pass
+        try:
+            return self.ns.ingress_of(self.ns.entity_for(address))
+        except EntityError:
+            return None
+
+    def set_available(self, name: str, available: bool, condition: str) -> None:
+        ingress = self.ns.ingress_for(name)
+        ingress.available = available
+        ingress.unavailable_condition = condition
+        if available:
+            return
+        for state in list(self.links.values()):
+            if state.address == "$cbs":
+                continue
+            if self._ingress_of_address(state.address) is ingress:
+                self._refuse(state.link, condition, _unavailable(ingress.name))
+
+    def shutdown(self) -> None:
+        """Close everything the reactor owns so that ``run()`` returns and no socket is left."""
+        self.stopping = True
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.acceptor is not None:
+            self.acceptor.close()
+        for conn in list(self.connections):
+            transport = conn.transport
+            conn.close()
+            if transport is not None:
+                transport.close_head()
+                transport.close_tail()
+                selectable = getattr(transport, "_selectable", None)
+                if selectable is not None:
+                    selectable.terminate()
+                    selectable.update()
+        self.connections.clear()
+        self.links.clear()
+
+
+def _unavailable(name: str) -> str:
+    return (f"Messaging entity '{name}' is currently unavailable (set unavailable on the local Service Bus "
+            "stand-in).")
+
+
+def _reject(delivery: Delivery, condition: str, description: str) -> None:
+    # Description AND info are always set: the SDK indexes error[1] and error[2] unguarded.
+    delivery.local.condition = Condition(condition, description, {symbol("broker"): "standins.servicebus"})
+    delivery.update(Delivery.REJECTED)
+
+
+def _read_filter(terminus: Terminus) -> dict[str, Any]:
+    data = terminus.filter
+    data.rewind()
+    if not data.next():
+        return {}
+    value = data.get_object()
+    if not isinstance(value, dict):
+        return {}
+    result: dict[str, Any] = {}
+    for key, item in value.items():
+        result[str(key)] = getattr(item, "value", item)
+    return result
+
+
+def _dead_letter_details(condition: Condition | None) -> tuple[str | None, str | None]:
+    if condition is None:
+        return None, None
+    info = {str(k): v for k, v in (condition.info or {}).items()}
+    reason = info.get("DeadLetterReason")
+    description = info.get("DeadLetterErrorDescription", condition.description)
+    return (None if reason is None else str(reason), None if description is None else str(description))
+
+
+@dataclass
+class _Running:
+    container: Container
+    handler: _BrokerHandler
+    inbox: _Inbox
+    thread: threading.Thread
+    errors: list[BaseException] = field(default_factory=list)
+
+
+class LocalBroker:
+    """A local AMQP 1.0 broker that the unmodified azure-servicebus SDK can use.
+
+    ``config`` is a path to an emulator-shaped Config.json or an equivalent dict.
+    ``lock_check_interval`` is how often (seconds) lock expiry, session lock expiry, TTL and
+    scheduled messages are processed; tests make it small so lock expiry is prompt.
+    """
+
+    def __init__(self, config: str | Path | Mapping[str, Any] | NamespaceConfig = "standins/servicebus/Config.json",
+                 host: str = "127.0.0.1", port: int = 0, *, lock_check_interval: float = 0.1) -> None:
+        self.config = config if isinstance(config, NamespaceConfig) else load_config(config)
+        self.host = host
+        self._requested_port = port
+        self.lock_check_interval = lock_check_interval
+        self._running: _Running | None = None
+        self._port: int | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> LocalBroker:
+        if self._running is not None:
+            raise RuntimeError("broker already started")
+        handler = _BrokerHandler(Namespace(self.config), self.host, self._requested_port, self.lock_check_interval)
+        container = Container(handler)
+        handler.container = container
+        inbox = _Inbox()
+        container.selectable(handler=inbox)  # type: ignore[arg-type]
+        acceptor = container.acceptor(self.host, self._requested_port)
+        handler.acceptor = acceptor
+        # proton has no public accessor for the bound port; port=0 needs it.
+        self._port = int(acceptor._selectable._delegate.getsockname()[1])
+        handler._timer = container.schedule(self.lock_check_interval, handler)
+        running = _Running(container, handler, inbox, threading.Thread())
+
+        def run() -> None:
+            try:
+                container.run()
+            except BaseException as exc:  # noqa: BLE001 - surfaced by stop()
+                running.errors.append(exc)
+                log.exception("local Service Bus broker crashed")
+
+        running.thread = threading.Thread(target=run, name=f"servicebus-broker-{self._port}", daemon=True)
+        self._running = running
+        running.thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop serving: close connections and the listener, join the reactor thread."""
+        running = self._running
+        if running is None:
+            return
+        self._running = None
+
+        def shutdown() -> None:
+            running.handler.shutdown()
+            running.container.stop()
+
+        if running.thread.is_alive():
+            running.inbox.submit(shutdown)
+            running.thread.join(timeout)
+        running.inbox.close()
+        if running.thread.is_alive():
+            raise RuntimeError("local Service Bus broker did not stop in time")
+        if running.errors:
+            raise RuntimeError("local Service Bus broker failed") from running.errors[0]
+
+    def __enter__(self) -> LocalBroker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ addressing
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("broker not started")
+        return self._port
+
+    @property
+    def connection_string(self) -> str:
+        return (f"Endpoint=sb://{self.host}:{self.port};SharedAccessKeyName=RootManageSharedAccessKey;"
+                "SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true")
+
+    @property
+    def namespace(self) -> str:
+        return self.config.name
+
+    # ------------------------------------------------------------------ control
+    def call(self, fn: Callable[[Namespace], Any], timeout: float = 10.0) -> Any:
+        """Run ``fn(namespace)`` on the reactor thread and return its result (for diagnostics)."""
+        running = self._running
+        if running is None:
+            raise RuntimeError("broker not started")
+        future: Future[Any] = Future()
+
+        def job() -> None:
+            try:
+                future.set_result(fn(running.handler.ns))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                future.set_exception(exc)
+
+        running.inbox.submit(job)
+        return future.result(timeout)
+
+    def set_entity_available(self, name: str, available: bool, *,
+                             condition: str = "com.microsoft:entity-disabled") -> None:
+        """Make a queue or topic (and its subscriptions) unreachable, or reachable again.
+
+        While unavailable, attaching to it (send, receive, ``$management``) is answered with a
+        detach carrying ``condition`` and existing links to it are detached the same way. The
+        default, ``com.microsoft:entity-disabled``, is what the service sends for a disabled
+        entity; the SDK raises ``MessagingEntityDisabledError`` after its retries (it is
+        retryable). ``amqp:link:detach-forced`` gives ``ServiceBusConnectionError`` instead.
+        """
+        running = self._running
+        if running is None:
+            raise RuntimeError("broker not started")
+        self.call(lambda _ns: running.handler.set_available(name, available, condition))
+
+    def message_counts(self, entity: str) -> dict[str, int]:
+        """Active / deferred / dead-lettered counts of a queue or ``topic/Subscriptions/sub``."""
+
+        def count(ns: Namespace) -> dict[str, int]:
+            target = ns.entity_for(entity)
+            assert target.dead_letter is not None
+            return {
+                "active": sum(1 for m in target.messages.values() if not m.deferred),
+                "deferred": sum(1 for m in target.messages.values() if m.deferred),
+                "dead_letter": len(target.dead_letter.messages),
+            }
+
+        return dict(self.call(count))
