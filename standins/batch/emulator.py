@@ -160,11 +160,12 @@ class BatchEmulator:
         self, jobs: Iterable[Mapping[str, Any]] | Mapping[str, Any] | str | Path
     ) -> list[dict[str, Any]]:
         """Add many jobs: a list of job dicts, `{"jobs": [...]}`, or a JSON file of either."""
-        if isinstance(jobs, (str, Path)):
-            jobs = json.loads(Path(jobs).read_text(encoding="utf-8"))
-        if isinstance(jobs, Mapping):
-            jobs = jobs["jobs"]
-        return [self.add_job(job) for job in jobs]  # type: ignore[union-attr]
+        loaded: Any = jobs
+        if isinstance(loaded, (str, Path)):
+            loaded = json.loads(Path(loaded).read_text(encoding="utf-8"))
+        if isinstance(loaded, Mapping):
+            loaded = loaded["jobs"]
+        return [self.add_job(job) for job in loaded]
 
     def job(self, job_id: str) -> dict[str, Any] | None:
         """A snapshot of the job as GET /jobs/{id} would return it, or None."""

@@ -16,6 +16,10 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import signal
+import ssl
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -844,3 +848,30 @@ def test_seed_from_file_and_reset(emulator: BatchEmulator, tmp_path: Any) -> Non
     emulator.reset()
     assert emulator.job("a") is None
     assert emulator.requests == []
+
+
+def test_cli_serves_seeded_jobs_until_sigterm(tmp_path: Any) -> None:
+    seed = tmp_path / "jobs.json"
+    seed.write_text(json.dumps([{"id": "cli-job", "priority": 7}]))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "standins.batch", "--seed", str(seed), "--token-signing-key", "cli-key"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        info = json.loads(process.stdout.readline())
+        token, _ = issue_token(
+            b"cli-key", resource=BATCH_RESOURCE, client_id="c", object_id="o", lifetime_seconds=60
+        )
+        response = httpx.get(
+            f"{info['endpoint']}/jobs/cli-job",
+            params={"api-version": API},
+            headers={"Authorization": f"Bearer {token}"},
+            verify=ssl.create_default_context(cafile=info["ca_path"]),
+        )
+        assert response.status_code == 200
+        assert response.json()["priority"] == 7
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
