@@ -101,7 +101,8 @@ class BatchEmulator:
         return self
 
     async def _start_site(self, app: web.Application, context: ssl.SSLContext) -> None:
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # A short shutdown timeout: stop() must not wait out a long injected delay.
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
         await web.TCPSite(runner, self._host, self._requested_port, ssl_context=context).start()
         self._port = runner.addresses[0][1]

@@ -109,7 +109,7 @@ class TokenEndpoint:
     async def _start_site(self) -> None:
         app = web.Application()
         app.router.add_get(TOKEN_PATH, self._handle_token)
-        runner = web.AppRunner(app, access_log=None)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         site = web.TCPSite(runner, self._host, self._requested_port)
         await site.start()
