@@ -29,9 +29,7 @@ def _secret_problems(settings_container: Any) -> bool:
     """True if the app settings (or anything beside them) carry a key or connection string."""
     if SECRET_TEXT.search(ju_common.flat(settings_container)):
         return True
-    if any(fn.startswith("list") for fn in ju_common.function_types(settings_container)):
-        return True
-    return False
+    return any(fn.startswith("list") for fn in ju_common.function_types(settings_container))
 
 
 class AppSettingsWithoutSecrets(BaseResourceCheck):
