@@ -286,7 +286,7 @@ class BatchClient:
 
 
 def _wait(policy: RetryPolicy) -> Any:
-    backoff = wait_exponential_jitter(initial=policy.initial_backoff, max=policy.max_backoff)
+    backoff = wait_exponential_jitter(multiplier=policy.initial_backoff, max=policy.max_backoff)
 
     def wait(state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None

@@ -42,6 +42,7 @@ from handlers.outcomes import (
 from handlers.publisher import Publisher
 from handlers.redaction import redact_text
 from handlers.settings import Settings
+from handlers.wire_formats import parse_etag
 
 log = logging.getLogger("handlers.job_update")
 
@@ -180,7 +181,9 @@ class JobUpdateHandler:
                 self._already(result, got.reply)
                 return
             body = {name: merged[name] for name in diff}
-            sent = await self._send(message, result, "PATCH", deadline, body=body, if_match=etag or "*")
+            # Quoted, as the SDK sends it (Batch answers with bare ETags).
+            guard = parse_etag(etag) if etag else "*"
+            sent = await self._send(message, result, "PATCH", deadline, body=body, if_match=guard)
             result.outcome = classify(sent.reply)
             if result.outcome is Outcome.applied:
                 result.changes = diff
