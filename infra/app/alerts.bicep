@@ -5,10 +5,13 @@
 //  2. Failed function invocations                        (metric alert, App Insights
 //     `requests/failed`: each Service Bus-triggered invocation is a request)
 //  3. Batch throttling seen by the function              (log alert on App Insights)
-//     ASSUMPTION about the handler's telemetry (docs/deploy.md, "Alerts"): each
-//     outcome is logged once with the custom dimensions `outcome` and `httpStatus`
-//     (trace or custom event). A 429 from Batch shows as httpStatus == "429"; the
-//     query also matches `httpStatus=429` in the message text for plain log lines.
+//     Reads the handler's one log line per delivery (handlers/handler.py `_log`):
+//       job-update outcome=<outcome|transient> jobId=... httpStatus=<n> errorCode=...
+//     which the Python worker forwards as a `traces` row with that text as `message`.
+//     It also matches a custom dimension `httpStatus` == "429" (traces or
+//     customEvents), in case the handler moves to structured telemetry. It counts
+//     DELIVERIES THAT ENDED on a 429 (retry budget spent: outcome=transient or
+//     given-up), not every throttled attempt that a later retry recovered from.
 
 @description('Prefix of the alert names.')
 param namePrefix string
@@ -30,9 +33,9 @@ param applicationInsightsId string
 @minValue(0)
 param failedInvocationsThreshold int = 0
 
-@description('Throttled Batch calls (HTTP 429) in 15 minutes above which alert 3 fires.')
+@description('Deliveries that ended on a Batch 429 in 15 minutes above which alert 3 fires.')
 @minValue(0)
-param batchThrottleThreshold int = 5
+param batchThrottleThreshold int = 0
 
 resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (!empty(alertEmail)) {
   name: 'ag-${namePrefix}'
@@ -134,11 +137,11 @@ resource failedInvocationsAlert 'Microsoft.Insights/metricAlerts@2018-03-01' = {
   }
 }
 
-// Rows = Batch calls answered 429 (one row per logged outcome or retry line).
+// One row per delivery whose last Batch answer was 429.
 var throttleQuery = '''
 union isfuzzy=true traces, customEvents
 | extend httpStatus = tostring(customDimensions.httpStatus)
-| where httpStatus == "429" or message matches regex @'httpStatus[=:] ?"?429'
+| where httpStatus == "429" or message matches regex @'httpStatus[=:] ?"?429\b'
 '''
 
 resource batchThrottleAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
