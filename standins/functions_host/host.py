@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,16 @@ class HostOptions:
         }
         values.update(overrides)
         return cls(**values)
+
+
+def resolve_app_setting(value: str) -> str:
+    """`%NAME%` binding expressions resolve from app settings, as the host does."""
+    if value.startswith("%") and value.endswith("%") and len(value) > 2:
+        name = value[1:-1]
+        if name not in os.environ:
+            raise KeyError(f"binding refers to app setting {name}, which is not set")
+        return os.environ[name]
+    return value
 
 
 def _timespan_seconds(text: str) -> float:
@@ -106,7 +117,7 @@ class LocalFunctionsHost:
         self.function_name = fn.get_function_name()
         self.arg_name = binding["name"]
         self.sessions = bool(binding.get("isSessionsEnabled"))
-        self.queue_name = queue_name or binding["queueName"]
+        self.queue_name = queue_name or resolve_app_setting(binding["queueName"])
         self.user_function: UserFunction = fn.get_user_function()
         self.options = options or HostOptions()
         self._client = ServiceBusClient.from_connection_string(connection_string)
