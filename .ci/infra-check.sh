@@ -5,10 +5,12 @@
 #      not accepted (with a reason) in infra/checkov-skips.yaml, and on custom checks
 #      that produced no result;
 #   2. a grep for key material in the Bicep (belt and braces for CKV_JU_5);
-#   3. pytest tests/infra/test_custom_checks.py and test_checkov_gate.py (bad and good
-#      fixtures: every custom check can fail, the gate can fail).
-# tests/infra/test_app_settings.py needs the app's dependencies (handlers.settings)
-# and runs in the main test run, not here.
+#   3. pytest tests/infra in that venv: the custom checks fail on bad fixtures and
+#      pass on good ones, the gate fails when it must, the Bicep wiring a compiler
+#      would check (module params/outputs, main.parameters.json), the alert/log
+#      contract. tests/infra/test_app_settings.py needs the app's dependencies
+#      (handlers.settings): it is skipped here and runs in the main test run, where
+#      the checkov/pycep tests are in turn skipped unless checkov is installed.
 #
 # Own venv (.venv-infra, or $INFRA_VENV), rebuilt only when requirements-infra.txt
 # changes: idempotent, and the checkov pins never touch the app's .venv.
@@ -75,10 +77,9 @@ if grep -rn -i -E "listKeys|listConnectionStrings|AccountKey=|SharedAccessKey=|S
 fi
 echo "infra-check: no listKeys()/AccountKey=/SharedAccessKey= in infra/*.bicep"
 
-# --- 3. tests of the custom checks and of the gate ----------------------------------
+# --- 3. tests of the checks, the gate and the wiring ---------------------------------
 if [[ "${INFRA_SKIP_PYTEST:-0}" != "1" ]]; then
-    "$VENV/bin/python" -m pytest -c tests/infra/pytest-infra.ini -q \
-        tests/infra/test_custom_checks.py tests/infra/test_checkov_gate.py
+    "$VENV/bin/python" -m pytest -c tests/infra/pytest-infra.ini -q tests/infra
 fi
 
 echo "infra-check: OK in $((SECONDS - START))s"
