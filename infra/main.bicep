@@ -106,8 +106,8 @@ param outcomeTopicName string = 'job-outcomes'
 // Function app and monitoring
 // ---------------------------------------------------------------------------------
 
-@description('Flex Consumption maximum instance count (40-1000).')
-@minValue(40)
+@description('Flex Consumption maximum instance count (at most 1000; the platform may enforce a higher minimum). Bounds the concurrent load on Batch.')
+@minValue(1)
 @maxValue(1000)
 param maximumInstanceCount int = 100
 

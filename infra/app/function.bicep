@@ -42,8 +42,8 @@ param deploymentContainerName string
 @description('Application Insights connection string (Entra-authenticated ingestion).')
 param applicationInsightsConnectionString string
 
-@description('Upper bound of instances the app scales out to (Flex: 40-1000).')
-@minValue(40)
+@description('Upper bound of instances the app scales out to (Flex: at most 1000).')
+@minValue(1)
 @maxValue(1000)
 param maximumInstanceCount int = 100
 
