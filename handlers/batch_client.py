@@ -8,6 +8,7 @@ process-wide httpx client over aiohttp's transport (docs/performance.md).
 from __future__ import annotations
 
 import json
+import os
 import ssl
 import time
 import uuid
@@ -19,7 +20,6 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-from httpx_aiohttp import AiohttpTransport
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -31,6 +31,7 @@ from tenacity import (
 
 from handlers.auth import BatchAuth
 from handlers.contract import Conditions, RequestOptions
+from handlers.transport import AiohttpTransport, NoCookies
 from handlers.wire_formats import format_http_date
 
 CONTENT_TYPE = "application/json; odata=minimalmetadata"
@@ -223,18 +224,17 @@ def make_http_client(
 ) -> httpx.AsyncClient:
     """One client per process: pooled keep-alive connections, no redirects
     (a credential must not follow one), no environment proxies or CA overrides."""
-    verify: ssl.SSLContext | bool = True
-    if ca_bundle:
-        verify = ssl.create_default_context(cafile=ca_bundle)
-    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-    transport = AiohttpTransport(verify=verify, trust_env=False, limits=limits)
-    return httpx.AsyncClient(
-        transport=transport,
+    context = ssl.create_default_context(cafile=ca_bundle)  # system trust store when None
+    client = httpx.AsyncClient(
+        transport=AiohttpTransport(ssl_context=context, max_connections=max_connections),
         auth=auth,
         timeout=httpx.Timeout(timeout, connect=10.0),
         follow_redirects=False,
         trust_env=False,
     )
+    if os.environ.get("BENCH_COOKIES") != "1":
+        client._cookies = NoCookies()  # see NoCookies: no cookie state, no per-response parsing
+    return client
 
 
 class BatchClient:
@@ -242,17 +242,22 @@ class BatchClient:
 
     def __init__(self, http: httpx.AsyncClient, policy: RetryPolicy) -> None:
         self._http = http
+        self._timeout = http.timeout
         self.policy = policy
 
     async def send_once(self, request: BatchRequest, *, attempt_timeout: float | None = None) -> BatchReply:
+        timeout = self._timeout if attempt_timeout is None else httpx.Timeout(attempt_timeout, connect=10.0)
+        # Build the httpx.Request directly: the client's build_request merges
+        # base URL, params and cookies we never use, at a third of our CPU budget.
+        http_request = httpx.Request(
+            request.method,
+            httpx.URL(request.url),
+            headers=request.headers,
+            content=request.body,
+            extensions={"timeout": timeout.as_dict()},
+        )
         try:
-            response = await self._http.request(
-                request.method,
-                request.url,
-                headers=request.headers,
-                content=request.body,
-                timeout=attempt_timeout if attempt_timeout is not None else httpx.USE_CLIENT_DEFAULT,
-            )
+            response = await self._http.send(http_request)
         except httpx.TransportError as exc:  # connect, read, reset, timeout
             raise TransientFailure(f"{type(exc).__name__}: {exc}") from exc
         reply = _reply(response)
@@ -264,16 +269,26 @@ class BatchClient:
         """Send with retries. Raises AttemptsExhausted when the budget or attempts run out."""
         start = time.monotonic()
         budget = self.policy.budget_seconds if deadline is None else max(deadline - start, 0.0)
+        try:
+            # Most requests succeed first time: no retry machinery on that path.
+            return Sent(await self.send_once(request, attempt_timeout=max(budget, 0.5)), 1)
+        except TransientFailure as failure:
+            first: TransientFailure | None = failure
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.policy.max_attempts) | stop_before_delay(budget),
             wait=_wait(self.policy),
             retry=retry_if_exception_type(TransientFailure),
             reraise=True,
         )
-        attempts = 0
+        attempts = 1
         try:
             async for attempt in retrying:
                 with attempt:
+                    if first is not None:
+                        # Attempt 1 already ran: hand its failure to tenacity so it
+                        # counts it and waits (Retry-After or backoff) before attempt 2.
+                        earlier, first = first, None
+                        raise earlier
                     attempts += 1
                     remaining = budget - (time.monotonic() - start)
                     return Sent(await self.send_once(request, attempt_timeout=max(remaining, 0.5)), attempts)

@@ -74,22 +74,21 @@ def event_data(result: Result) -> dict[str, Any]:
         "conditionsMet": result.conditions_met,
     }
     data.update({k: v for k, v in optional.items() if v is not None})
+    # Only these can carry message or service text that may hold a secret
+    # (an auto-pool spec, a property value Batch echoes back); the rest is ours.
     if result.error is not None:
-        data["error"] = {
-            "code": result.error.code,
-            "message": result.error.message,
-            "values": result.error.values,
-        }
+        data["error"] = redact(
+            {"code": result.error.code, "message": result.error.message, "values": result.error.values}
+        )
     if result.problems:
-        data["problems"] = [p.as_dict() for p in result.problems]
+        data["problems"] = redact([p.as_dict() for p in result.problems])
     if result.changes:
-        data["changes"] = result.changes
+        data["changes"] = redact(result.changes)
     if result.already_applied:
         data["alreadyApplied"] = True
     data["attempts"] = result.attempts
     data["durationMs"] = round(result.duration_ms, 1)
-    redacted: dict[str, Any] = redact(data)
-    return redacted
+    return data
 
 
 def account_of(endpoint: str | None) -> str | None:

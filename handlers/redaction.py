@@ -9,6 +9,7 @@ through `redact` first.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any
 
 REDACTED = "***"
@@ -36,8 +37,15 @@ def redact(value: Any, key: str = "") -> Any:
     return value
 
 
+@lru_cache(maxsize=1024)
+def _is_secret_key(key: str) -> bool:
+    return _SECRET_KEYS.search(key) is not None
+
+
 def _redact_field(key: str, value: Any) -> Any:
-    if _SECRET_KEYS.search(key) and value not in (None, ""):
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if _is_secret_key(key) and value != "":
         return REDACTED if not isinstance(value, (dict, list)) else redact(value, key)
     if key in _ENV_LISTS and isinstance(value, list):
         return [
