@@ -69,7 +69,10 @@ def to_functions_message(message: ServiceBusReceivedMessage) -> func.ServiceBusM
     locked_until = message.locked_until_utc
     metadata: dict[str, Datum] = {
         "MessageId": Datum(str(message.message_id), "string"),
-        "DeliveryCount": Datum(int(message.delivery_count or 0), "int"),
+        # The AMQP header counts earlier attempts (0 on the first delivery) and the
+        # Python SDK passes it through; the host's .NET SDK adds one, so functions
+        # see 1 on the first delivery and maxDeliveryCount on the last.
+        "DeliveryCount": Datum(int(message.delivery_count or 0) + 1, "int"),
         "SequenceNumber": Datum(int(message.sequence_number or 0), "int"),
         "UserProperties": Datum(json.dumps(_jsonable(message.application_properties)), "json"),
         "ApplicationProperties": Datum(json.dumps(_jsonable(message.application_properties)), "json"),
