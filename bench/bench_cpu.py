@@ -22,14 +22,14 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import ssl
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
