@@ -17,11 +17,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from handlers.batch_client import (
     AttemptsExhausted,
     BatchClient,
+    BatchError,
     BatchReply,
     Sent,
     build_request,
@@ -89,19 +90,29 @@ class JobUpdateHandler:
         try:
             result = await self.apply(inbound)
         except _Transient as transient:
-            result = transient.result
-            last = inbound.delivery_count >= self.settings.max_delivery_count
-            self._log(result, message_id, started, transient=not last)
-            if not last:
-                raise RetryLater(str(transient)) from transient
-            result.outcome = Outcome.given_up
-            result.duration_ms = (time.perf_counter() - started) * 1000
-            await self.publisher.publish([build_event(result, message_id, now=self.clock())])
-            raise RetryLater(f"gave up on delivery {inbound.delivery_count}: {transient}") from transient
+            await self._retry_later(inbound, message_id, started, transient.result, transient)
+        except Exception as unexpected:  # a bug or an unforeseen reply: same road as a transient
+            log.exception("job-update handling failed unexpectedly (messageId=%s)", redact_text(message_id))
+            error = BatchError("InternalError", f"{type(unexpected).__name__} in the job-update function")
+            failed = Result(Outcome.given_up, job_id=_job_id_hint(inbound.body), error=error)
+            await self._retry_later(inbound, message_id, started, failed, unexpected)
         result.duration_ms = (time.perf_counter() - started) * 1000
         await self.publisher.publish([build_event(result, message_id, now=self.clock())])
         self._log(result, message_id, started)
         return result
+
+    async def _retry_later(
+        self, inbound: Inbound, message_id: str, started: float, result: Result, cause: BaseException
+    ) -> NoReturn:
+        """Abandon for redelivery; on the last delivery publish `given-up` first."""
+        last = inbound.delivery_count >= self.settings.max_delivery_count
+        self._log(result, message_id, started, transient=not last)
+        if not last:
+            raise RetryLater(str(cause)) from cause
+        result.outcome = Outcome.given_up
+        result.duration_ms = (time.perf_counter() - started) * 1000
+        await self.publisher.publish([build_event(result, message_id, now=self.clock())])
+        raise RetryLater(f"gave up on delivery {inbound.delivery_count}: {cause}") from cause
 
     async def apply(self, inbound: Inbound) -> Result:
         """Decide and carry out the update; never publishes."""

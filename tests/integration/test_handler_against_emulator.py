@@ -418,3 +418,20 @@ async def test_secrets_never_reach_events_or_logs(
     for secret in ("Hunter2-secret", "env-secret", "sas-secret", "eyJ"):
         assert secret not in text
     assert "job-update outcome=failed" in caplog.text
+
+
+async def test_unexpected_error_takes_the_transient_road(emu: BatchEmulator, make_handler: Factory) -> None:
+    handler, publisher = make_handler(JOB_UPDATES_MAX_DELIVERY_COUNT=2)
+
+    async def broken(_: Inbound) -> Any:
+        raise RuntimeError("bug")
+
+    handler.apply = broken  # type: ignore[method-assign]
+    body = {"jobId": "j", "update": {"priority": 1}}
+    with pytest.raises(RetryLater):
+        await handler.handle(inbound(body, delivery=1))
+    assert publisher.events == []
+    with pytest.raises(RetryLater, match="gave up"):
+        await handler.handle(inbound(body, delivery=2))
+    event = data(publisher)
+    assert (event["outcome"], event["error"]["code"], event["jobId"]) == ("given-up", "InternalError", "j")

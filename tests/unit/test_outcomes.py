@@ -66,3 +66,21 @@ def test_evaluate_conditions() -> None:
         Conditions.model_validate({"ifUnmodifiedSince": "Sun, 16 Feb 2025 00:00:00 GMT"}), "0x1", lm
     )
     assert evaluate_conditions(Conditions(), None, None)
+
+
+def test_timeout_parameter_name_follows_the_api_version() -> None:
+    from handlers.batch_client import timeout_parameter
+
+    assert timeout_parameter("2025-06-01") == "timeOut"
+    assert timeout_parameter("2026-10-01") == "timeOut"
+    assert timeout_parameter("2024-07-01.20.0") == "timeout"
+
+
+def test_retry_after_seconds_or_http_date() -> None:
+    from handlers.batch_client import MAX_RETRY_AFTER_SECONDS, parse_retry_after
+
+    assert parse_retry_after("3") == 3.0
+    assert parse_retry_after(None) is None
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after("100000") == MAX_RETRY_AFTER_SECONDS
+    assert parse_retry_after("Thu, 01 Jan 2026 00:00:10 GMT", now=1767225600.0) == 10.0
