@@ -184,7 +184,12 @@ class JobUpdateHandler:
                 if already_in_place(job, merge(job, wanted)) and inbound.delivery_count > 1:
                     self._already(result, got.reply)
                 else:
+                    # Checked on the read: no write is sent that Batch would refuse with 412.
                     result.outcome = Outcome.precondition_failed
+                    result.http_status = None
+                    result.error = BatchError(
+                        "ConditionNotMet", "ifMatch does not match the job's ETag (read)"
+                    )
                 return
             merged = merge(job, wanted)
             diff = changes(job, merged)

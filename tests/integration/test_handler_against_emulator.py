@@ -435,3 +435,18 @@ async def test_unexpected_error_takes_the_transient_road(emu: BatchEmulator, mak
         await handler.handle(inbound(body, delivery=2))
     event = data(publisher)
     assert (event["outcome"], event["error"]["code"], event["jobId"]) == ("given-up", "InternalError", "j")
+
+
+async def test_merge_with_a_stale_if_match_sends_no_write(emu: BatchEmulator, make_handler: Factory) -> None:
+    emu.add_job({"id": "etl", "priority": 1})
+    handler, publisher = make_handler()
+    result = await handler.handle(
+        inbound(
+            {"jobId": "etl", "mode": "merge", "update": {"priority": 2}, "conditions": {"ifMatch": "0x8D01"}}
+        )
+    )
+    assert result.outcome is Outcome.precondition_failed
+    assert [r.method for r in emu.requests] == ["GET"]
+    event = data(publisher)
+    assert event["error"]["code"] == "ConditionNotMet"
+    assert "httpStatus" not in event
