@@ -171,14 +171,20 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 
 
 def _reply(response: httpx.Response) -> BatchReply:
-    h = response.headers
+    # One pass over the raw headers: httpx's Headers.get re-scans and re-decodes per lookup.
+    raw = {name.lower(): value for name, value in response.headers.raw}
+
+    def header(name: bytes) -> str | None:
+        value = raw.get(name)
+        return None if value is None else value.decode("latin-1")
+
     return BatchReply(
         status=response.status_code,
-        etag=h.get("etag"),
-        last_modified=h.get("last-modified"),
-        request_id=h.get("request-id"),
-        client_request_id=h.get("client-request-id"),
-        retry_after=parse_retry_after(h.get("retry-after")),
+        etag=header(b"etag"),
+        last_modified=header(b"last-modified"),
+        request_id=header(b"request-id"),
+        client_request_id=header(b"client-request-id"),
+        retry_after=parse_retry_after(header(b"retry-after")),
         body=response.content,
     )
 
