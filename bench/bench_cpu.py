@@ -6,6 +6,8 @@ concurrency level it measures:
 
 - `aiohttp`: a bare aiohttp ClientSession PATCH with the same headers and body
   (the floor; ../shared/reference/performance-calibration.md);
+- `httpx_client`: the same PATCH through the pipeline's own httpx client
+  (transport, auth, cookie-less), no handler around it;
 - `pipeline`: JobUpdateHandler.handle() on a raw message body: parse and
   validate, resolve the endpoint, build the request, send it through httpx over
   aiohttp with the cached token and retry policy, classify, build the CloudEvent.
@@ -113,6 +115,20 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                     await response.read()
                     assert response.status == 200, response.status
 
+            http = runtime.handler.batch._http  # the pipeline's own httpx client, auth and transport
+
+            async def httpx_only(i: int) -> None:
+                response = await http.patch(
+                    f"{emu['endpoint']}/jobs/bench-{i % 16}?api-version=2025-06-01",
+                    content=body,
+                    headers={
+                        "Content-Type": "application/json; odata=minimalmetadata",
+                        "client-request-id": "9c4d50ee-2d56-4cd3-8152-34347dc9f2b0",
+                        "ocp-date": now,
+                    },
+                )
+                assert response.status_code == 200, response.status_code
+
             messages = [
                 json.dumps(
                     {"schemaVersion": "1.0", "jobId": f"bench-{i % 16}", "update": {"priority": 5}}
@@ -127,9 +143,10 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             for concurrency in args.concurrency:
                 # Interleaved rounds, median of each: the server shares this machine's
                 # two cores, so single runs swing by 20-30 %.
-                floors, ours = [], []
+                floors, clients, ours = [], [], []
                 for _ in range(args.rounds):
                     floors.append(await measure(args.requests, concurrency, bare))
+                    clients.append(await measure(args.requests, concurrency, httpx_only))
                     ours.append(await measure(args.requests, concurrency, pipeline))
                 floor_cpu, floor_rps = (
                     statistics.median(f[0] for f in floors),
@@ -143,6 +160,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                     "concurrency": concurrency,
                     "aiohttp_cpu_ms": round(floor_cpu, 3),
                     "aiohttp_rps": round(floor_rps),
+                    "httpx_client_cpu_ms": round(statistics.median(c[0] for c in clients), 3),
                     "pipeline_cpu_ms": round(ours_cpu, 3),
                     "pipeline_rps": round(ours_rps),
                     "ratio": round(ours_cpu / floor_cpu, 2),
