@@ -242,9 +242,11 @@ class _BrokerHandler(Handler):
         elif address.lower().endswith("$management"):
             self._register(link, "mgmt-in", address)
         else:
+            # An unavailable queue/topic still accepts the attach: its transfers are rejected
+            # with the condition instead (see _on_send). Refusing the attach races with the
+            # SDK, which may already count the link as ready and then reports only
+            # "amqp:unknown-error" for the lost transfer.
             ingress = self.ns.ingress_for(address)
-            if not ingress.available:
-                raise EntityError(ingress.unavailable_condition, _unavailable(ingress.name))
             self._register(link, "send", address, ingress=ingress)
             link.max_message_size = MAX_MESSAGE_SIZE
         self._open(link)
@@ -361,20 +363,27 @@ class _BrokerHandler(Handler):
             delivery.update(Delivery.RELEASED)
             delivery.settle()
             return
-        if state.kind == "cbs-in":
-            self._on_cbs(link, payload)
-            delivery.update(Delivery.ACCEPTED)
-        elif state.kind == "mgmt-in":
-            self._on_management(state, payload)
-            delivery.update(Delivery.ACCEPTED)
-        elif state.kind == "send":
-            self._on_send(state, delivery, payload)
+        try:
+            if state.kind == "cbs-in":
+                self._on_cbs(link, payload)
+                delivery.update(Delivery.ACCEPTED)
+            elif state.kind == "mgmt-in":
+                self._on_management(state, payload)
+                delivery.update(Delivery.ACCEPTED)
+            elif state.kind == "send":
+                self._on_send(state, delivery, payload)
+        except Exception as exc:  # noqa: BLE001 - never leave the sender waiting for an outcome
+            log.exception("failed to process a transfer on %s", state.address)
+            _reject(delivery, "amqp:internal-error", f"local broker error: {exc}")
         delivery.settle()
         if link.credit < INCOMING_CREDIT // 2:
             link.flow(INCOMING_CREDIT - link.credit)
 
     def _on_send(self, state: _LinkState, delivery: Delivery, payload: bytes) -> None:
         assert state.ingress is not None
+        if not state.ingress.available:
+            _reject(delivery, state.ingress.unavailable_condition, _unavailable(state.ingress.name))
+            return
         try:
             messages = split_batch(payload)
             touched = state.ingress.send(messages, time.time())

@@ -77,7 +77,10 @@ def decode_value(buf: bytes) -> tuple[Any, int]:
     data.next()
     # proton hands out binary values as memoryviews into the Data buffer, which dies with
     # ``data``: copy them out before returning.
-    return _detach(data.get_object()), consumed
+    try:
+        return _detach(data.get_object()), consumed
+    except Exception as exc:  # e.g. an invalid char code point in arbitrary bytes
+        raise DecodeError(str(exc)) from exc
 
 
 def _detach(value: Any) -> Any:
@@ -242,6 +245,8 @@ def parse_message(raw: bytes) -> AmqpMessage:
 
 
 def _looks_like_message(payload: bytes) -> bool:
+    if payload[:2] != b"\x00\x53":  # every section starts with a described small-ulong code
+        return False
     try:
         sections = split_sections(payload)
     except DecodeError:
