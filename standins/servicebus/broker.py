@@ -9,6 +9,7 @@ through :class:`_Inbox` (a pipe the reactor selects on), so no locks are needed.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -38,6 +39,7 @@ OPERATION_TIMEOUT = "com.microsoft:timeout"
 MAX_MESSAGE_SIZE = 262_144  # Standard tier; advertised so the SDK sizes batches like in Azure
 INCOMING_CREDIT = 100
 DEFAULT_SESSION_WAIT = 60.0
+DEFAULT_CONFIG = Path(__file__).with_name("Config.json")
 
 
 @dataclass(eq=False)
@@ -71,20 +73,17 @@ class _Inbox:
 
     def submit(self, fn: Callable[[], None]) -> None:
         self._calls.put(fn)
-        try:
+        with contextlib.suppress(OSError):
             os.write(self._write, b"!")
-        except OSError:
-            pass
 
     def on_selectable_init(self, event: Event) -> None:
-        event.context.reading = True
-        event.context.update()
+        selectable: Any = event.context
+        selectable.reading = True
+        selectable.update()
 
     def on_selectable_readable(self, event: Event) -> None:
-        try:
+        with contextlib.suppress(BlockingIOError):
             os.read(self._read, 4096)
-        except BlockingIOError:
-            pass
         while True:
             try:
                 fn = self._calls.get_nowait()
@@ -97,10 +96,8 @@ class _Inbox:
         if not self._closed:
             self._closed = True
             for fd in (self._read, self._write):
-                try:
+                with contextlib.suppress(OSError):
                     os.close(fd)
-                except OSError:
-                    pass
 
 
 def _guarded(fn: Callable[..., None]) -> Callable[..., None]:
@@ -110,7 +107,7 @@ def _guarded(fn: Callable[..., None]) -> Callable[..., None]:
     def wrapper(self: Any, event: Event) -> None:
         try:
             fn(self, event)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("error handling %s", event.type)
 
     wrapper.__name__ = fn.__name__
@@ -148,12 +145,12 @@ class _BrokerHandler(Handler):
     @_guarded
     def on_connection_bound(self, event: Event) -> None:
         # The SDK only speaks SASL ANONYMOUS; without a SASL layer it cannot connect.
-        sasl = event.transport.sasl()
+        sasl = _req(event.transport).sasl()
         sasl.allowed_mechs("ANONYMOUS")
 
     @_guarded
     def on_connection_remote_open(self, event: Event) -> None:
-        conn = event.connection
+        conn = _req(event.connection)
         if self.stopping:
             conn.close()
             return
@@ -163,16 +160,17 @@ class _BrokerHandler(Handler):
 
     @_guarded
     def on_session_remote_open(self, event: Event) -> None:
-        event.session.open()
+        _req(event.session).open()
 
     @_guarded
     def on_session_remote_close(self, event: Event) -> None:
-        event.session.close()
+        _req(event.session).close()
 
     @_guarded
     def on_connection_remote_close(self, event: Event) -> None:
-        self._drop_connection(event.connection)
-        event.connection.close()
+        conn = _req(event.connection)
+        self._drop_connection(conn)
+        conn.close()
 
     @_guarded
     def on_transport_closed(self, event: Event) -> None:
@@ -188,7 +186,7 @@ class _BrokerHandler(Handler):
     # ------------------------------------------------------------------ attach
     @_guarded
     def on_link_remote_open(self, event: Event) -> None:
-        link = event.link
+        link: Link = _req(event.link)
         try:
             if link.is_receiver:
                 self._attach_incoming(link)
@@ -266,8 +264,8 @@ class _BrokerHandler(Handler):
         filters = _read_filter(link.remote_source)
         has_session_filter = SESSION_FILTER in filters
         if entity.requires_session and not has_session_filter:
-            raise EntityError("amqp:not-allowed", "It is not possible for an entity that requires sessions to "
-                                                  "create a non-sessionful message receiver.")
+            raise EntityError("amqp:not-allowed", "It is not possible for an entity that requires sessions "
+                                                  "to create a non-sessionful message receiver.")
         if has_session_filter and not entity.requires_session:
             raise EntityError("amqp:not-allowed", "It is not possible for an entity that does not require "
                                                   "sessions to create a sessionful message receiver.")
@@ -286,6 +284,7 @@ class _BrokerHandler(Handler):
             self._try_open_session(state, now)
         else:
             locked = entity.lock_session(state, str(requested), now)
+            assert locked is not None  # a named session can always be locked (or it raised)
             self._open_session(state, locked.session_id, locked.locked_until)
 
     def _try_open_session(self, state: _LinkState, now: float) -> bool:
@@ -298,8 +297,8 @@ class _BrokerHandler(Handler):
         if locked is None:
             if now >= state.session_deadline:
                 self._refuse(state.link, "com.microsoft:timeout",
-                             "The operation did not complete within the allotted timeout: no unlocked session "
-                             "with messages was available.")
+                             "The operation did not complete within the allotted timeout: no unlocked "
+                             "session with messages was available.")
                 return True
             return False
         state.wants_session = False
@@ -315,11 +314,11 @@ class _BrokerHandler(Handler):
     # ------------------------------------------------------------------ detach
     @_guarded
     def on_link_remote_close(self, event: Event) -> None:
-        self._link_gone(event.link)
+        self._link_gone(_req(event.link))
 
     @_guarded
     def on_link_remote_detach(self, event: Event) -> None:
-        self._link_gone(event.link)
+        self._link_gone(_req(event.link))
 
     def _link_gone(self, link: Link) -> None:
         state = getattr(link, "sb", None)
@@ -345,7 +344,7 @@ class _BrokerHandler(Handler):
 
     @_guarded
     def on_delivery(self, event: Event) -> None:
-        delivery = event.delivery
+        delivery = _req(event.delivery)
         link = delivery.link
         state = getattr(link, "sb", None)
         if link.is_sender:
@@ -357,7 +356,7 @@ class _BrokerHandler(Handler):
         if delivery.aborted:
             delivery.settle()
             return
-        payload = bytes(link.recv(delivery.pending))
+        payload = bytes(link.recv(delivery.pending) or b"")
         link.advance()
         if state is None:
             delivery.update(Delivery.RELEASED)
@@ -372,7 +371,7 @@ class _BrokerHandler(Handler):
                 delivery.update(Delivery.ACCEPTED)
             elif state.kind == "send":
                 self._on_send(state, delivery, payload)
-        except Exception as exc:  # noqa: BLE001 - never leave the sender waiting for an outcome
+        except Exception as exc:
             log.exception("failed to process a transfer on %s", state.address)
             _reject(delivery, "amqp:internal-error", f"local broker error: {exc}")
         delivery.settle()
@@ -436,7 +435,7 @@ class _BrokerHandler(Handler):
             return False
         token = stored.lock_token
         tag = token.bytes_le if token is not None else uuid.uuid4().bytes_le
-        delivery = link.delivery(tag)
+        delivery = link.delivery(tag)  # type: ignore[arg-type]  # bytes tags work
         delivery.sb = (entity, token)
         link.send(stored.encode())
         link.advance()
@@ -486,14 +485,15 @@ class _BrokerHandler(Handler):
     def _reply(self, request_link: Link, address: str, response: Message) -> None:
         reply = None
         for state in self.links.values():
-            if state.kind == "reply" and state.address == address and state.link.connection == request_link.connection:
+            same_connection = state.link.connection == request_link.connection
+            if state.kind == "reply" and state.address == address and same_connection:
                 reply = state.link
                 if state.link.session == request_link.session:
                     break
         if reply is None:
             log.warning("no reply link for %s", address)
             return
-        delivery = reply.delivery(next(self._tags).to_bytes(8, "big"))
+        delivery = reply.delivery(next(self._tags).to_bytes(8, "big"))  # type: ignore[arg-type]
         reply.send(response.encode())
         reply.advance()
         delivery.settle()
@@ -511,7 +511,7 @@ class _BrokerHandler(Handler):
     def _on_management(self, state: _LinkState, payload: bytes) -> None:
         request = Message()
         request.decode(payload)
-        props = request.properties or {}
+        props: dict[str, Any] = dict(request.properties or {})
         operation = str(props.get("operation", ""))
         connection = state.link.connection
         associated = props.get("associated-link-name")
@@ -537,7 +537,8 @@ class _BrokerHandler(Handler):
         except EntityError as exc:
             result = mgmt.MgmtResponse(404 if exc.condition == "amqp:not-found" else 400, exc.description,
                                        condition=exc.condition)
-        properties: dict[str, Any] = {"statusCode": int32(result.status), "statusDescription": result.description}
+        properties: dict[str, Any] = {
+            "statusCode": int32(result.status), "statusDescription": result.description}
         if result.condition:
             properties["errorCondition"] = symbol(result.condition)
         response = Message(correlation_id=request.id, properties=properties, body=result.body)
@@ -609,6 +610,12 @@ class _BrokerHandler(Handler):
         self.links.clear()
 
 
+def _req[T](value: T | None) -> T:
+    """Event attributes are Optional in proton's stubs; for these events they are always set."""
+    assert value is not None
+    return value
+
+
 def _unavailable(name: str) -> str:
     return (f"Messaging entity '{name}' is currently unavailable (set unavailable on the local Service Bus "
             "stand-in).")
@@ -625,7 +632,7 @@ def _read_filter(terminus: Terminus) -> dict[str, Any]:
     data.rewind()
     if not data.next():
         return {}
-    value = data.get_object()
+    value: Any = data.get_object()
     if not isinstance(value, dict):
         return {}
     result: dict[str, Any] = {}
@@ -637,7 +644,8 @@ def _read_filter(terminus: Terminus) -> dict[str, Any]:
 def _dead_letter_details(condition: Condition | None) -> tuple[str | None, str | None]:
     if condition is None:
         return None, None
-    info = {str(k): v for k, v in (condition.info or {}).items()}
+    raw: Any = condition.info
+    info = {str(k): v for k, v in raw.items()} if isinstance(raw, dict) else {}
     reason = info.get("DeadLetterReason")
     description = info.get("DeadLetterErrorDescription", condition.description)
     return (None if reason is None else str(reason), None if description is None else str(description))
@@ -660,7 +668,7 @@ class LocalBroker:
     scheduled messages are processed; tests make it small so lock expiry is prompt.
     """
 
-    def __init__(self, config: str | Path | Mapping[str, Any] | NamespaceConfig = "standins/servicebus/Config.json",
+    def __init__(self, config: str | Path | Mapping[str, Any] | NamespaceConfig = DEFAULT_CONFIG,
                  host: str = "127.0.0.1", port: int = 0, *, lock_check_interval: float = 0.1) -> None:
         self.config = config if isinstance(config, NamespaceConfig) else load_config(config)
         self.host = host
@@ -673,22 +681,24 @@ class LocalBroker:
     def start(self) -> LocalBroker:
         if self._running is not None:
             raise RuntimeError("broker already started")
-        handler = _BrokerHandler(Namespace(self.config), self.host, self._requested_port, self.lock_check_interval)
+        handler = _BrokerHandler(Namespace(self.config), self.host, self._requested_port,
+                                 self.lock_check_interval)
         container = Container(handler)
         handler.container = container
         inbox = _Inbox()
         container.selectable(handler=inbox)  # type: ignore[arg-type]
-        acceptor = container.acceptor(self.host, self._requested_port)
+        acceptor = container.acceptor(self.host, str(self._requested_port))
         handler.acceptor = acceptor
         # proton has no public accessor for the bound port; port=0 needs it.
-        self._port = int(acceptor._selectable._delegate.getsockname()[1])
+        listener: Any = acceptor._selectable._delegate
+        self._port = int(listener.getsockname()[1])
         handler._timer = container.schedule(self.lock_check_interval, handler)
         running = _Running(container, handler, inbox, threading.Thread())
 
         def run() -> None:
             try:
                 container.run()
-            except BaseException as exc:  # noqa: BLE001 - surfaced by stop()
+            except BaseException as exc:
                 running.errors.append(exc)
                 log.exception("local Service Bus broker crashed")
 
@@ -750,7 +760,7 @@ class LocalBroker:
         def job() -> None:
             try:
                 future.set_result(fn(running.handler.ns))
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            except BaseException as exc:
                 future.set_exception(exc)
 
         running.inbox.submit(job)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from proton import Array, Data, Described, symbol, timestamp, uint, ulong
 
@@ -112,7 +112,7 @@ def split_sections(raw: bytes) -> list[Section]:
         value, consumed = decode_value(view[pos:])
         if not isinstance(value, Described):
             raise DecodeError("message section is not a described type")
-        descriptor = value.descriptor
+        descriptor: Any = value.descriptor
         code = _SYMBOLIC.get(str(descriptor), -1) if isinstance(descriptor, str) else int(descriptor)
         if not HEADER <= code <= FOOTER:
             raise DecodeError(f"unknown section descriptor {descriptor!r}")
@@ -197,7 +197,8 @@ class AmqpMessage:
         if self._properties_raw:
             parts.append(self._properties_raw)
         if self._app_properties_dirty:
-            parts.append(encode_value(Described(ulong(APPLICATION_PROPERTIES), dict(self.application_properties))))
+            section = Described(ulong(APPLICATION_PROPERTIES), cast(Any, dict(self.application_properties)))
+            parts.append(encode_value(section))
         elif self._app_properties_raw:
             parts.append(self._app_properties_raw)
         parts.extend(self.body)

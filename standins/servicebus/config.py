@@ -161,7 +161,8 @@ def parse_config(document: Mapping[str, Any]) -> NamespaceConfig:
     ns = namespaces[0]
     ns_name = _name(ns, "namespace")
     queues = tuple(
-        QueueConfig(name=_name(q, "queue"), properties=_properties(q.get("Properties"), f"queue {q.get('Name')}"))
+        QueueConfig(name=_name(q, "queue"),
+                    properties=_properties(q.get("Properties"), f"queue {q.get('Name')}"))
         for q in ns.get("Queues") or []
     )
     topics: list[TopicConfig] = []

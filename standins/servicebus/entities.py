@@ -119,7 +119,8 @@ class MessageEntity:
         self.sessions: dict[str, SessionState] = {}
         self.dead_letter: MessageEntity | None = None
         if not is_dead_letter:
-            self.dead_letter = MessageEntity(f"{path}/$DeadLetterQueue", props, lock_index, is_dead_letter=True)
+            self.dead_letter = MessageEntity(f"{path}/$DeadLetterQueue", props, lock_index,
+                                             is_dead_letter=True)
 
     def __repr__(self) -> str:
         return f"MessageEntity({self.path!r})"
@@ -241,7 +242,8 @@ class MessageEntity:
     def _locked(self, token: uuid.UUID, now: float) -> StoredMessage:
         for stored in self.messages.values():
             if stored.lock_token == token:
-                if stored.locked_until is not None and stored.locked_until <= now and not self.requires_session:
+                lapsed = stored.locked_until is not None and stored.locked_until <= now
+                if lapsed and not self.requires_session:
                     self._fail_delivery(stored, now)
                     break
                 return stored
@@ -361,12 +363,13 @@ class MessageEntity:
                         self._fail_delivery(stored, now)
         if not self.requires_session:
             for stored in list(self.messages.values()):
-                if stored.lock_token is not None and stored.locked_until is not None and stored.locked_until <= now:
+                until = stored.locked_until
+                if stored.lock_token is not None and until is not None and until <= now:
                     self._fail_delivery(stored, now)
         for seq in list(self._ready):
-            stored = self.messages.get(seq)
-            if stored is not None:
-                self._expire_if_due(stored, now)
+            ready = self.messages.get(seq)
+            if ready is not None:
+                self._expire_if_due(ready, now)
         if self._ready and self._ready != before:
             result.available.add(self)
         if self.dead_letter is not None:

@@ -150,7 +150,7 @@ def _compare(op: str, a: Value, b: Value) -> bool | None:
     if op in ("<>", "!="):
         return bool(a != b)
     try:
-        return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
+        return bool({"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op])
     except TypeError:
         return None
 

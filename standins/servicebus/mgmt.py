@@ -12,13 +12,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from proton import UNDESCRIBED, Array, Data, timestamp
+from proton import UNDESCRIBED as _UNDESCRIBED
+from proton import Array, Data, timestamp
 
 from .codec import ms_timestamp, parse_message
 from .entities import EntityError, MessageEntity, Namespace, Settle, StoredMessage
 
+UNDESCRIBED = cast(Any, _UNDESCRIBED)  # proton's stubs type the marker too narrowly
 
 _DISPOSITIONS = {
     "completed": Settle.COMPLETE,

@@ -7,6 +7,7 @@ broker and the ServiceBusClient are shared: the SDK needs ~0.5 s to open a link 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import threading
@@ -410,9 +411,11 @@ def test_sessions_by_id_next_available_and_in_parallel(client: ServiceBusClient)
         assert beta.session.session_id == "beta"
         assert beta.session.locked_until_utc is not None
         # A second receiver cannot lock a session that is held.
-        with pytest.raises(SessionCannotBeLockedError):
-            with client.get_queue_receiver("t-sessions", session_id="beta", max_wait_time=WAIT) as clash:
-                clash.receive_messages(max_message_count=1, max_wait_time=EMPTY_WAIT)
+        with (
+            pytest.raises(SessionCannotBeLockedError),
+            client.get_queue_receiver("t-sessions", session_id="beta", max_wait_time=WAIT) as clash,
+        ):
+            clash.receive_messages(max_message_count=1, max_wait_time=EMPTY_WAIT)
         # Next-available skips the locked session and gets the other one, in parallel.
         with client.get_queue_receiver(
             "t-sessions", session_id=NEXT_AVAILABLE_SESSION, max_wait_time=WAIT
@@ -433,11 +436,10 @@ def test_sessions_by_id_next_available_and_in_parallel(client: ServiceBusClient)
 
 def test_next_available_session_times_out_when_there_is_none(client: ServiceBusClient) -> None:
     started = time.monotonic()
-    with pytest.raises(OperationTimeoutError):
-        with client.get_queue_receiver(
-            "t-sessions", session_id=NEXT_AVAILABLE_SESSION, max_wait_time=1
-        ) as receiver:
-            receiver.receive_messages(max_message_count=1, max_wait_time=1)
+    with pytest.raises(OperationTimeoutError), client.get_queue_receiver(
+        "t-sessions", session_id=NEXT_AVAILABLE_SESSION, max_wait_time=1
+    ) as receiver:
+        receiver.receive_messages(max_message_count=1, max_wait_time=1)
     assert time.monotonic() - started < 15
 
 
@@ -454,9 +456,11 @@ def test_unavailable_entity_fails_sends_until_restored(broker: LocalBroker) -> N
             try:
                 with pytest.raises(MessagingEntityDisabledError):
                     sender.send_messages(ServiceBusMessage("during", message_id=str(uuid.uuid4())))
-                with pytest.raises(MessagingEntityDisabledError):
-                    with sb.get_subscription_receiver("job-outcomes", "all-outcomes") as receiver:
-                        receiver.receive_messages(max_message_count=1, max_wait_time=EMPTY_WAIT)
+                with (
+                    pytest.raises(MessagingEntityDisabledError),
+                    sb.get_subscription_receiver("job-outcomes", "all-outcomes") as receiver,
+                ):
+                    receiver.receive_messages(max_message_count=1, max_wait_time=EMPTY_WAIT)
             finally:
                 broker.set_entity_available("job-outcomes", True)
             sender.send_messages(ServiceBusMessage("after", message_id=str(uuid.uuid4())))
@@ -492,10 +496,8 @@ def test_stop_leaves_no_threads_or_sockets() -> None:
         fd_dir = Path("/proc/self/fd")
         count = 0
         for fd in fd_dir.iterdir():
-            try:
+            with contextlib.suppress(OSError):  # the directory's own fd is gone once listed
                 count += fd.readlink().name.startswith("socket:")
-            except OSError:
-                pass
         return count
 
     threads_before = set(threading.enumerate())
