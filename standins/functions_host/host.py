@@ -186,7 +186,13 @@ class LocalFunctionsHost:
                     prefetch_count=0,
                 )
                 async with receiver:
-                    renewer.register(receiver, receiver.session)
+                    if receiver.session.locked_until_utc is None:
+                        log.warning(
+                            "session %s came without a lock expiry; not renewing it",
+                            receiver.session.session_id,
+                        )
+                    else:
+                        renewer.register(receiver, receiver.session)
                     await self._drain_session(receiver, renewer)
             except OperationTimeoutError:
                 continue  # no session available right now
