@@ -33,6 +33,18 @@ from .entities import EntityError, Ingress, MessageEntity, Namespace, Settle
 
 log = logging.getLogger("standins.servicebus")
 
+
+class _QuietDisconnects(logging.Filter):
+    """proton logs every client that hangs up mid-write (the SDK does on close) as an ERROR."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        noise = ("Couldn't send: BrokenPipe", "Couldn't send: ConnectionReset",
+                 "Couldn't recv: ConnectionReset")
+        return not record.getMessage().startswith(noise)
+
+
+logging.getLogger("proton").addFilter(_QuietDisconnects())
+
 SESSION_FILTER = "com.microsoft:session-filter"
 LOCKED_UNTIL_UTC = "com.microsoft:locked-until-utc"
 OPERATION_TIMEOUT = "com.microsoft:timeout"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import datetime
 import json
 import threading
 import time
@@ -57,7 +58,8 @@ def _test_config() -> dict[str, Any]:
         _queue("t-poison", MaxDeliveryCount=2, LockDuration="PT30S"),
         _queue("t-batch"),
         _queue("t-lock", MaxDeliveryCount=5, LockDuration="PT1S"),
-        _queue("t-renew", MaxDeliveryCount=5, LockDuration="PT2S"),
+        _queue("t-renew", MaxDeliveryCount=5, LockDuration="PT1S"),
+        _queue("t-expiry", DeadLetteringOnMessageExpiration=True),
         _queue("t-sessions", MaxDeliveryCount=5, LockDuration="PT10S", RequiresSession=True),
         _queue("t-async"),
     ]
@@ -322,12 +324,34 @@ def test_renew_lock_extends_the_lock(client: ServiceBusClient) -> None:
         [message] = receiver.receive_messages(max_message_count=1, max_wait_time=WAIT)
         original = message.locked_until_utc
         assert original is not None
-        time.sleep(1.0)
+        time.sleep(0.6)
         renewed = receiver.renew_message_lock(message)
         assert renewed > original
-        time.sleep(1.5)  # past the original 2 s lock, within the renewed one
+        time.sleep(0.7)  # past the original 1 s lock, within the renewed one
         receiver.complete_message(message)  # would raise MessageLockLostError had the lock lapsed
         assert receiver.receive_messages(max_message_count=1, max_wait_time=EMPTY_WAIT) == []
+
+
+def test_expired_messages_dead_letter_and_scheduled_messages_appear_later(client: ServiceBusClient) -> None:
+    sent_at = datetime.datetime.now(datetime.UTC)
+    later = sent_at + datetime.timedelta(seconds=1.5)
+    with client.get_queue_sender("t-expiry") as sender:  # DeadLetteringOnMessageExpiration=true
+        sender.send_messages([
+            ServiceBusMessage("expires", time_to_live=datetime.timedelta(seconds=1)),  # SDK: whole seconds
+            ServiceBusMessage("scheduled", scheduled_enqueue_time_utc=later),
+        ])
+    delete = ServiceBusReceiveMode.RECEIVE_AND_DELETE
+    # Open no receiver on the queue before the TTL passes: its link credit would fetch the message.
+    time.sleep(max(0.0, 1.2 - (datetime.datetime.now(datetime.UTC) - sent_at).total_seconds()))
+    with client.get_queue_receiver("t-expiry", sub_queue=ServiceBusSubQueue.DEAD_LETTER,
+                                   receive_mode=delete) as dead:
+        [expired] = dead.receive_messages(max_message_count=1, max_wait_time=WAIT)
+        assert str(expired) == "expires"
+        assert expired.dead_letter_reason == "TTLExpiredException"
+    with client.get_queue_receiver("t-expiry", receive_mode=delete) as receiver:
+        received = receiver.receive_messages(max_message_count=2, max_wait_time=WAIT)
+        assert _bodies(received) == ["scheduled"]
+        assert received[0].enqueued_time_utc is not None and received[0].enqueued_time_utc >= later
 
 
 # --------------------------------------------------------------------------- topics
