@@ -187,12 +187,9 @@ class LocalFunctionsHost:
                 )
                 async with receiver:
                     if receiver.session.locked_until_utc is None:
-                        log.warning(
-                            "session %s came without a lock expiry; not renewing it",
-                            receiver.session.session_id,
-                        )
-                    else:
-                        renewer.register(receiver, receiver.session)
+                        # No session was granted (the attach timed out): try again.
+                        continue
+                    renewer.register(receiver, receiver.session)
                     await self._drain_session(receiver, renewer)
             except OperationTimeoutError:
                 continue  # no session available right now

@@ -38,8 +38,11 @@ class _QuietDisconnects(logging.Filter):
     """proton logs every client that hangs up mid-write (the SDK does on close) as an ERROR."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        noise = ("Couldn't send: BrokenPipe", "Couldn't send: ConnectionReset",
-                 "Couldn't recv: ConnectionReset")
+        noise = (
+            "Couldn't send: BrokenPipe",
+            "Couldn't send: ConnectionReset",
+            "Couldn't recv: ConnectionReset",
+        )
         return not record.getMessage().startswith(noise)
 
 
@@ -215,8 +218,13 @@ class _BrokerHandler(Handler):
         self.links[key] = state
         return state
 
-    def _open(self, link: Link, *, source_filter: Mapping[Any, Any] | None = None,
-              properties: Mapping[Any, Any] | None = None) -> None:
+    def _open(
+        self,
+        link: Link,
+        *,
+        source_filter: Mapping[Any, Any] | None = None,
+        properties: Mapping[Any, Any] | None = None,
+    ) -> None:
         # The SDK detaches with "Invalid link" unless the reply carries source AND target.
         link.source.copy(link.remote_source)
         link.target.copy(link.remote_target)
@@ -276,11 +284,17 @@ class _BrokerHandler(Handler):
         filters = _read_filter(link.remote_source)
         has_session_filter = SESSION_FILTER in filters
         if entity.requires_session and not has_session_filter:
-            raise EntityError("amqp:not-allowed", "It is not possible for an entity that requires sessions "
-                                                  "to create a non-sessionful message receiver.")
+            raise EntityError(
+                "amqp:not-allowed",
+                "It is not possible for an entity that requires sessions "
+                "to create a non-sessionful message receiver.",
+            )
         if has_session_filter and not entity.requires_session:
-            raise EntityError("amqp:not-allowed", "It is not possible for an entity that does not require "
-                                                  "sessions to create a sessionful message receiver.")
+            raise EntityError(
+                "amqp:not-allowed",
+                "It is not possible for an entity that does not require "
+                "sessions to create a sessionful message receiver.",
+            )
         peek_lock = link.remote_snd_settle_mode != Link.SND_SETTLED
         state = self._register(link, "receive", address, entity=entity, peek_lock=peek_lock)
         if not entity.requires_session:
@@ -308,9 +322,12 @@ class _BrokerHandler(Handler):
             return True
         if locked is None:
             if now >= state.session_deadline:
-                self._refuse(state.link, "com.microsoft:timeout",
-                             "The operation did not complete within the allotted timeout: no unlocked "
-                             "session with messages was available.")
+                self._refuse(
+                    state.link,
+                    "com.microsoft:timeout",
+                    "The operation did not complete within the allotted timeout: no unlocked "
+                    "session with messages was available.",
+                )
                 return True
             return False
         state.wants_session = False
@@ -319,8 +336,11 @@ class _BrokerHandler(Handler):
 
     def _open_session(self, state: _LinkState, session_id: str, locked_until: float) -> None:
         state.session_id = session_id
-        self._open(state.link, source_filter={symbol(SESSION_FILTER): session_id},
-                   properties={symbol(LOCKED_UNTIL_UTC): dotnet_ticks(locked_until)})
+        self._open(
+            state.link,
+            source_filter={symbol(SESSION_FILTER): session_id},
+            properties={symbol(LOCKED_UNTIL_UTC): dotnet_ticks(locked_until)},
+        )
         self._pump_link(state)
 
     # ------------------------------------------------------------------ detach
@@ -530,8 +550,12 @@ class _BrokerHandler(Handler):
 
         def session_owner(entity: MessageEntity, session_id: str) -> object | None:
             for s in self.links.values():
-                if (s.kind == "receive" and s.entity is entity and s.session_id == session_id
-                        and s.link.connection == connection):
+                if (
+                    s.kind == "receive"
+                    and s.entity is entity
+                    and s.session_id == session_id
+                    and s.link.connection == connection
+                ):
                     return s
             return None
 
@@ -541,16 +565,24 @@ class _BrokerHandler(Handler):
                     return s
             return state
 
-        context = mgmt.MgmtContext(namespace=self.ns, address=state.address, now=time.time(),
-                                   session_owner=session_owner, receive_owner=receive_owner)
+        context = mgmt.MgmtContext(
+            namespace=self.ns,
+            address=state.address,
+            now=time.time(),
+            session_owner=session_owner,
+            receive_owner=receive_owner,
+        )
         try:
             self._check_available(state.address)
             result = mgmt.handle(operation, request.body, context)
         except EntityError as exc:
-            result = mgmt.MgmtResponse(404 if exc.condition == "amqp:not-found" else 400, exc.description,
-                                       condition=exc.condition)
+            result = mgmt.MgmtResponse(
+                404 if exc.condition == "amqp:not-found" else 400, exc.description, condition=exc.condition
+            )
         properties: dict[str, Any] = {
-            "statusCode": int32(result.status), "statusDescription": result.description}
+            "statusCode": int32(result.status),
+            "statusDescription": result.description,
+        }
         if result.condition:
             properties["errorCondition"] = symbol(result.condition)
         response = Message(correlation_id=request.id, properties=properties, body=result.body)
@@ -572,8 +604,11 @@ class _BrokerHandler(Handler):
         result = self.ns.tick(now)
         for _entity, owner, session_id in result.lost_sessions:
             if isinstance(owner, _LinkState):
-                self._refuse(owner.link, "com.microsoft:session-lock-lost",
-                             f"The session lock has expired on the session '{session_id}'.")
+                self._refuse(
+                    owner.link,
+                    "com.microsoft:session-lock-lost",
+                    f"The session lock has expired on the session '{session_id}'.",
+                )
         for state in [s for s in self.links.values() if s.wants_session]:
             self._try_open_session(state, now)
         for entity in result.available:
@@ -629,8 +664,10 @@ def _req[T](value: T | None) -> T:
 
 
 def _unavailable(name: str) -> str:
-    return (f"Messaging entity '{name}' is currently unavailable (set unavailable on the local Service Bus "
-            "stand-in).")
+    return (
+        f"Messaging entity '{name}' is currently unavailable (set unavailable on the local Service Bus "
+        "stand-in)."
+    )
 
 
 def _reject(delivery: Delivery, condition: str, description: str) -> None:
@@ -680,8 +717,14 @@ class LocalBroker:
     scheduled messages are processed; tests make it small so lock expiry is prompt.
     """
 
-    def __init__(self, config: str | Path | Mapping[str, Any] | NamespaceConfig = DEFAULT_CONFIG,
-                 host: str = "127.0.0.1", port: int = 0, *, lock_check_interval: float = 0.1) -> None:
+    def __init__(
+        self,
+        config: str | Path | Mapping[str, Any] | NamespaceConfig = DEFAULT_CONFIG,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        lock_check_interval: float = 0.1,
+    ) -> None:
         self.config = config if isinstance(config, NamespaceConfig) else load_config(config)
         self.host = host
         self._requested_port = port
@@ -693,8 +736,9 @@ class LocalBroker:
     def start(self) -> LocalBroker:
         if self._running is not None:
             raise RuntimeError("broker already started")
-        handler = _BrokerHandler(Namespace(self.config), self.host, self._requested_port,
-                                 self.lock_check_interval)
+        handler = _BrokerHandler(
+            Namespace(self.config), self.host, self._requested_port, self.lock_check_interval
+        )
         container = Container(handler)
         handler.container = container
         inbox = _Inbox()
@@ -754,8 +798,10 @@ class LocalBroker:
 
     @property
     def connection_string(self) -> str:
-        return (f"Endpoint=sb://{self.host}:{self.port};SharedAccessKeyName=RootManageSharedAccessKey;"
-                "SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true")
+        return (
+            f"Endpoint=sb://{self.host}:{self.port};SharedAccessKeyName=RootManageSharedAccessKey;"
+            "SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true"
+        )
 
     @property
     def namespace(self) -> str:
@@ -778,8 +824,9 @@ class LocalBroker:
         running.inbox.submit(job)
         return future.result(timeout)
 
-    def set_entity_available(self, name: str, available: bool, *,
-                             condition: str = "com.microsoft:entity-disabled") -> None:
+    def set_entity_available(
+        self, name: str, available: bool, *, condition: str = "com.microsoft:entity-disabled"
+    ) -> None:
         """Make a queue or topic (and its subscriptions) unreachable, or reachable again.
 
         While unavailable, attaching to it (send, receive, ``$management``) is answered with a

@@ -47,8 +47,18 @@ _SYMBOLIC = {
 _BODY = (DATA, AMQP_SEQUENCE, AMQP_VALUE)
 
 _PROPERTY_FIELDS = (
-    "message_id", "user_id", "to", "subject", "reply_to", "correlation_id", "content_type",
-    "content_encoding", "absolute_expiry_time", "creation_time", "group_id", "group_sequence",
+    "message_id",
+    "user_id",
+    "to",
+    "subject",
+    "reply_to",
+    "correlation_id",
+    "content_type",
+    "content_encoding",
+    "absolute_expiry_time",
+    "creation_time",
+    "group_id",
+    "group_sequence",
     "reply_to_group_id",
 )
 
@@ -116,7 +126,7 @@ def split_sections(raw: bytes) -> list[Section]:
         code = _SYMBOLIC.get(str(descriptor), -1) if isinstance(descriptor, str) else int(descriptor)
         if not HEADER <= code <= FOOTER:
             raise DecodeError(f"unknown section descriptor {descriptor!r}")
-        sections.append(Section(code, view[pos:pos + consumed], value.value))
+        sections.append(Section(code, view[pos : pos + consumed], value.value))
         pos += consumed
     if not sections:
         raise DecodeError("empty message")
@@ -283,6 +293,14 @@ def lock_token_from_tag(tag: bytes) -> uuid.UUID:
 
 
 __all__ = [
-    "AmqpMessage", "DecodeError", "decode_value", "dotnet_ticks", "encode_value",
-    "lock_token_from_tag", "ms_timestamp", "parse_message", "split_batch", "split_sections",
+    "AmqpMessage",
+    "DecodeError",
+    "decode_value",
+    "dotnet_ticks",
+    "encode_value",
+    "lock_token_from_tag",
+    "ms_timestamp",
+    "parse_message",
+    "split_batch",
+    "split_sections",
 ]

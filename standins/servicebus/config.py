@@ -161,8 +161,9 @@ def parse_config(document: Mapping[str, Any]) -> NamespaceConfig:
     ns = namespaces[0]
     ns_name = _name(ns, "namespace")
     queues = tuple(
-        QueueConfig(name=_name(q, "queue"),
-                    properties=_properties(q.get("Properties"), f"queue {q.get('Name')}"))
+        QueueConfig(
+            name=_name(q, "queue"), properties=_properties(q.get("Properties"), f"queue {q.get('Name')}")
+        )
         for q in ns.get("Queues") or []
     )
     topics: list[TopicConfig] = []
@@ -176,8 +177,13 @@ def parse_config(document: Mapping[str, Any]) -> NamespaceConfig:
             )
             for s in t.get("Subscriptions") or []
         )
-        topics.append(TopicConfig(name=t_name, properties=_properties(t.get("Properties"), f"topic {t_name}"),
-                                  subscriptions=subs))
+        topics.append(
+            TopicConfig(
+                name=t_name,
+                properties=_properties(t.get("Properties"), f"topic {t_name}"),
+                subscriptions=subs,
+            )
+        )
     names = [q.name.lower() for q in queues] + [t.name.lower() for t in topics]
     duplicates = {n for n in names if names.count(n) > 1}
     if duplicates:

@@ -107,8 +107,14 @@ class TickResult:
 class MessageEntity:
     """Something receivers attach to: a queue, a subscription, or a dead-letter sub-queue."""
 
-    def __init__(self, path: str, props: EntityProperties, lock_index: dict[uuid.UUID, MessageEntity],
-                 *, is_dead_letter: bool = False) -> None:
+    def __init__(
+        self,
+        path: str,
+        props: EntityProperties,
+        lock_index: dict[uuid.UUID, MessageEntity],
+        *,
+        is_dead_letter: bool = False,
+    ) -> None:
         self.path = path
         self.props = props
         self.is_dead_letter = is_dead_letter
@@ -119,8 +125,9 @@ class MessageEntity:
         self.sessions: dict[str, SessionState] = {}
         self.dead_letter: MessageEntity | None = None
         if not is_dead_letter:
-            self.dead_letter = MessageEntity(f"{path}/$DeadLetterQueue", props, lock_index,
-                                             is_dead_letter=True)
+            self.dead_letter = MessageEntity(
+                f"{path}/$DeadLetterQueue", props, lock_index, is_dead_letter=True
+            )
 
     def __repr__(self) -> str:
         return f"MessageEntity({self.path!r})"
@@ -162,8 +169,9 @@ class MessageEntity:
             return bool(self._ready)
         return any(self.messages[s].session_id == session_id for s in self._ready)
 
-    def acquire(self, owner: object, now: float, *, session_id: str | None = None,
-                peek_lock: bool = True) -> StoredMessage | None:
+    def acquire(
+        self, owner: object, now: float, *, session_id: str | None = None, peek_lock: bool = True
+    ) -> StoredMessage | None:
         """Take the next available message (of ``session_id`` on session entities)."""
         position = 0
         while position < len(self._ready):
@@ -190,17 +198,27 @@ class MessageEntity:
             stored.locked_until = now + self.props.lock_duration
         self._locks[stored.lock_token] = self
 
-    def receive_deferred(self, owner: object, sequence_numbers: Iterable[int], now: float,
-                         *, session_id: str | None = None, peek_lock: bool = True) -> list[StoredMessage]:
+    def receive_deferred(
+        self,
+        owner: object,
+        sequence_numbers: Iterable[int],
+        now: float,
+        *,
+        session_id: str | None = None,
+        peek_lock: bool = True,
+    ) -> list[StoredMessage]:
         found: list[StoredMessage] = []
         for seq in sequence_numbers:
             stored = self.messages.get(int(seq))
             if stored is None or not stored.deferred or stored.lock_token is not None:
-                raise EntityError("com.microsoft:message-not-found",
-                                  f"Failed to lock one or more specified messages: sequence number {seq}.")
+                raise EntityError(
+                    "com.microsoft:message-not-found",
+                    f"Failed to lock one or more specified messages: sequence number {seq}.",
+                )
             if self.requires_session and stored.session_id != session_id:
-                raise EntityError("com.microsoft:message-not-found",
-                                  f"Deferred message {seq} belongs to another session.")
+                raise EntityError(
+                    "com.microsoft:message-not-found", f"Deferred message {seq} belongs to another session."
+                )
             found.append(stored)
         for stored in found:
             if peek_lock:
@@ -223,8 +241,15 @@ class MessageEntity:
         return result
 
     # --- settle ------------------------------------------------------------------
-    def settle(self, token: uuid.UUID, action: Settle, now: float, *, reason: str | None = None,
-               description: str | None = None) -> None:
+    def settle(
+        self,
+        token: uuid.UUID,
+        action: Settle,
+        now: float,
+        *,
+        reason: str | None = None,
+        description: str | None = None,
+    ) -> None:
         """Apply a settlement; raises ``message-lock-lost`` if the lock is gone."""
         stored = self._locked(token, now)
         if action is Settle.COMPLETE:
@@ -247,9 +272,11 @@ class MessageEntity:
                     self._fail_delivery(stored, now)
                     break
                 return stored
-        raise EntityError("com.microsoft:message-lock-lost",
-                          "The lock supplied is invalid. Either the lock expired, or the message has already "
-                          "been removed from the queue.")
+        raise EntityError(
+            "com.microsoft:message-lock-lost",
+            "The lock supplied is invalid. Either the lock expired, or the message has already "
+            "been removed from the queue.",
+        )
 
     def renew(self, token: uuid.UUID, now: float) -> float:
         stored = self._locked(token, now)
@@ -261,8 +288,10 @@ class MessageEntity:
         stored.delivery_count += 1
         if self.dead_letter is not None and stored.delivery_count >= self.props.max_delivery_count:
             self.dead_letter_message(
-                stored, REASON_MAX_DELIVERY,
-                f"Message could not be consumed after {self.props.max_delivery_count} delivery attempts.")
+                stored,
+                REASON_MAX_DELIVERY,
+                f"Message could not be consumed after {self.props.max_delivery_count} delivery attempts.",
+            )
             return
         self._make_ready(stored)
 
@@ -276,10 +305,16 @@ class MessageEntity:
             message.set_application_property("DeadLetterReason", reason)
         if description is not None:
             message.set_application_property("DeadLetterErrorDescription", description)
-        self.dead_letter.enqueue(StoredMessage(
-            sequence_number=stored.sequence_number, message=message, enqueued_at=stored.enqueued_at,
-            expires_at=None, delivery_count=stored.delivery_count, dead_letter_source=self.path,
-        ))
+        self.dead_letter.enqueue(
+            StoredMessage(
+                sequence_number=stored.sequence_number,
+                message=message,
+                enqueued_at=stored.enqueued_at,
+                expires_at=None,
+                delivery_count=stored.delivery_count,
+                dead_letter_source=self.path,
+            )
+        )
 
     def _expire_if_due(self, stored: StoredMessage, now: float) -> bool:
         if stored.expires_at is None or stored.expires_at > now or stored.lock_token is not None:
@@ -307,9 +342,11 @@ class MessageEntity:
                 return None
         state = self.sessions.setdefault(session_id, SessionState(session_id))
         if state.held_by_other(owner, now):
-            raise EntityError("com.microsoft:session-cannot-be-locked",
-                              f"The requested session '{session_id}' cannot be accepted. It may be locked by "
-                              "another receiver.")
+            raise EntityError(
+                "com.microsoft:session-cannot-be-locked",
+                f"The requested session '{session_id}' cannot be accepted. It may be locked by "
+                "another receiver.",
+            )
         state.owner = owner
         state.locked_until = now + self.props.lock_duration
         return state
@@ -325,8 +362,10 @@ class MessageEntity:
     def _owned_session(self, owner: object, session_id: str, now: float) -> SessionState:
         state = self.sessions.get(session_id)
         if state is None or state.owner != owner or state.locked_until <= now:
-            raise EntityError("com.microsoft:session-lock-lost",
-                              f"The session lock has expired on the session '{session_id}'.")
+            raise EntityError(
+                "com.microsoft:session-lock-lost",
+                f"The session lock has expired on the session '{session_id}'.",
+            )
         return state
 
     def get_session_state(self, owner: object, session_id: str, now: float) -> bytes | None:
@@ -380,8 +419,12 @@ class Ingress:
     """The part of a queue or topic that accepts sends: numbering, duplicate detection,
     session-id checks, TTL and scheduled enqueue, then routing to message entities."""
 
-    def __init__(self, name: str, props: EntityProperties,
-                 route: Callable[[AmqpMessage], list[tuple[MessageEntity, float]]]) -> None:
+    def __init__(
+        self,
+        name: str,
+        props: EntityProperties,
+        route: Callable[[AmqpMessage], list[tuple[MessageEntity, float]]],
+    ) -> None:
         self.name = name
         self.props = props
         self._route = route
@@ -416,7 +459,8 @@ class Ingress:
                     "amqp:not-allowed",
                     "The SessionId was not set on a message, and it cannot be sent to the entity. Entities "
                     "that have session support enabled can only receive messages that have the SessionId "
-                    f"set to a valid value. Entity: '{self.name}'.")
+                    f"set to a valid value. Entity: '{self.name}'.",
+                )
 
     def send(self, messages: list[AmqpMessage], now: float) -> set[MessageEntity]:
         """Store (or schedule) the messages; returns the entities that gained messages."""
@@ -441,17 +485,23 @@ class Ingress:
 
     def cancel_scheduled(self, sequence_number: int) -> None:
         if self._scheduled.pop(int(sequence_number), None) is None:
-            raise EntityError("com.microsoft:message-not-found",
-                              f"The scheduled message with sequence number {sequence_number} was not found.")
+            raise EntityError(
+                "com.microsoft:message-not-found",
+                f"The scheduled message with sequence number {sequence_number} was not found.",
+            )
 
     def _deliver(self, seq: int, message: AmqpMessage, now: float) -> set[MessageEntity]:
         touched: set[MessageEntity] = set()
         for target, entity_ttl in self._route(message):
             ttls = [t for t in (message.ttl_seconds, self.props.default_message_ttl, entity_ttl) if t]
-            target.enqueue(StoredMessage(
-                sequence_number=seq, message=message.copy(), enqueued_at=now,
-                expires_at=now + min(ttls) if ttls else None,
-            ))
+            target.enqueue(
+                StoredMessage(
+                    sequence_number=seq,
+                    message=message.copy(),
+                    enqueued_at=now,
+                    expires_at=now + min(ttls) if ttls else None,
+                )
+            )
             touched.add(target)
         return touched
 
@@ -480,8 +530,11 @@ class Topic:
         self.ingress = Ingress(name, props, self._route)
 
     def _route(self, message: AmqpMessage) -> list[tuple[MessageEntity, float]]:
-        return [(s.entity, s.entity.props.default_message_ttl)
-                for s in self.subscriptions.values() if s.matches(message)]
+        return [
+            (s.entity, s.entity.props.default_message_ttl)
+            for s in self.subscriptions.values()
+            if s.matches(message)
+        ]
 
 
 class Namespace:
@@ -494,13 +547,17 @@ class Namespace:
         self.topics: dict[str, Topic] = {}
         for q in config.queues:
             entity = MessageEntity(q.name, q.properties, self.lock_index)
-            ingress = Ingress(q.name, q.properties,
-                              (lambda e: lambda _m: [(e, e.props.default_message_ttl)])(entity))
+            ingress = Ingress(
+                q.name, q.properties, (lambda e: lambda _m: [(e, e.props.default_message_ttl)])(entity)
+            )
             self.queues[q.name.lower()] = (entity, ingress)
         for t in config.topics:
             subs = [
-                Subscription(s.name, MessageEntity(f"{t.name}/Subscriptions/{s.name}", s.properties,
-                                                   self.lock_index), compile_rules(s.rules))
+                Subscription(
+                    s.name,
+                    MessageEntity(f"{t.name}/Subscriptions/{s.name}", s.properties, self.lock_index),
+                    compile_rules(s.rules),
+                )
                 for s in t.subscriptions
             ]
             self.topics[t.name.lower()] = Topic(t.name, t.properties, subs)

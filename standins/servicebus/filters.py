@@ -90,7 +90,7 @@ def _tokenize(text: str) -> list[_Tok]:
     while pos < len(text):
         match = _TOKEN.match(text, pos)
         if not match or match.end() == pos:
-            raise FilterError(f"unexpected input at {pos}: {text[pos:pos + 20]!r}")
+            raise FilterError(f"unexpected input at {pos}: {text[pos : pos + 20]!r}")
         pos = match.end()
         kind = match.lastgroup or ""
         raw = match.group(kind).strip()
@@ -112,6 +112,7 @@ def _tokenize(text: str) -> list[_Tok]:
 
 
 # ---------------------------------------------------------------------------- semantics
+
 
 def _normalize(value: Value) -> Value:
     """Collapse AMQP wrapper types (proton's int32, symbol, float32 ...) to plain Python."""
@@ -212,6 +213,7 @@ def _like_regex(pattern: str, escape: str | None) -> re.Pattern[str]:
 
 
 # ---------------------------------------------------------------------------- parser
+
 
 class _Parser:
     def __init__(self, text: str) -> None:
@@ -384,6 +386,7 @@ def _truth(value: Value) -> bool | None:
 
 
 # ---------------------------------------------------------------------------- filters
+
 
 class RuleFilter:
     """A compiled rule filter; ``matches`` decides whether a subscription gets the message."""

@@ -95,8 +95,9 @@ def _owned_session(ctx: MgmtContext, entity: MessageEntity, body: dict[str, Any]
         raise EntityError("com.microsoft:argument-error", "session-id is required")
     owner = ctx.session_owner(entity, session_id)
     if owner is None:
-        raise EntityError("com.microsoft:session-lock-lost",
-                          f"The session lock has expired on the session '{session_id}'.")
+        raise EntityError(
+            "com.microsoft:session-lock-lost", f"The session lock has expired on the session '{session_id}'."
+        )
     return owner, session_id
 
 
@@ -106,9 +107,11 @@ def renew_lock(ctx: MgmtContext, body: dict[str, Any]) -> MgmtResponse:
         token = _uuid(token)
         entity = ctx.namespace.lock_index.get(token)
         if entity is None:
-            raise EntityError("com.microsoft:message-lock-lost",
-                              "The lock supplied is invalid. Either the lock expired, or the message has "
-                              "already been removed from the queue.")
+            raise EntityError(
+                "com.microsoft:message-lock-lost",
+                "The lock supplied is invalid. Either the lock expired, or the message has "
+                "already been removed from the queue.",
+            )
         expirations.append(entity.renew(token, ctx.now))
     return _ok({"expirations": _timestamps(expirations)})
 
@@ -122,9 +125,11 @@ def update_disposition(ctx: MgmtContext, body: dict[str, Any]) -> MgmtResponse:
         token = _uuid(token)
         entity = ctx.namespace.lock_index.get(token)
         if entity is None:
-            raise EntityError("com.microsoft:message-lock-lost",
-                              "The lock supplied is invalid. Either the lock expired, or the message has "
-                              "already been removed from the queue.")
+            raise EntityError(
+                "com.microsoft:message-lock-lost",
+                "The lock supplied is invalid. Either the lock expired, or the message has "
+                "already been removed from the queue.",
+            )
         reason = body.get("deadletter-reason") or None
         description = body.get("deadletter-description") or None
         entity.settle(token, action, ctx.now, reason=reason, description=description)
@@ -148,8 +153,13 @@ def receive_by_sequence_number(ctx: MgmtContext, body: dict[str, Any]) -> MgmtRe
     if entity.requires_session and session_id is not None:
         owner, session_id = _owned_session(ctx, entity, body)
     peek_lock = int(body.get("receiver-settle-mode") or 0) == 1
-    found = entity.receive_deferred(owner, [int(s) for s in _items(body.get("sequence-numbers"))], ctx.now,
-                                    session_id=session_id, peek_lock=peek_lock)
+    found = entity.receive_deferred(
+        owner,
+        [int(s) for s in _items(body.get("sequence-numbers"))],
+        ctx.now,
+        session_id=session_id,
+        peek_lock=peek_lock,
+    )
     return _ok({"messages": _encoded_messages(found, with_lock=peek_lock)})
 
 
@@ -197,7 +207,7 @@ def get_message_sessions(ctx: MgmtContext, body: dict[str, Any]) -> MgmtResponse
     ids = sorted({m.session_id for m in entity.messages.values() if m.session_id is not None})
     skip = int(body.get("skip") or 0)
     top = int(body.get("top") or len(ids) or 1)
-    page = ids[skip:skip + top]
+    page = ids[skip : skip + top]
     if not page:
         return MgmtResponse(204, "No Content")
     return _ok({"skip": skip + len(page), "sessions-ids": Array(UNDESCRIBED, Data.STRING, *page)})
@@ -231,8 +241,11 @@ def handle(operation: str, body: Any, ctx: MgmtContext) -> MgmtResponse:
     """Run one operation; every failure becomes a status + errorCondition, never an exception."""
     fn = OPERATIONS.get(operation)
     if fn is None:
-        return MgmtResponse(501, f"Operation {operation!r} is not implemented by the local broker.",
-                            condition="amqp:not-implemented")
+        return MgmtResponse(
+            501,
+            f"Operation {operation!r} is not implemented by the local broker.",
+            condition="amqp:not-implemented",
+        )
     request = {str(k): v for k, v in body.items()} if isinstance(body, dict) else {}
     try:
         return fn(ctx, request)

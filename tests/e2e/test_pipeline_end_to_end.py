@@ -99,6 +99,7 @@ async def test_poison_message_publishes_given_up_and_lands_in_the_dead_letter_qu
     fresh.emu.add_job({"id": "sick-job"})
     fresh.emu.inject(Fault.server_busy(retry_after=0, method="PATCH", job_id="sick-job", times=1000))
     await drain(fresh)
+    await drain(fresh, "failures")
     async with running_function(fresh, monkeypatch, BATCH_MAX_ATTEMPTS="1") as host:
         await send(
             fresh, "job-updates", [message({"jobId": "sick-job", "update": {"priority": 1}}, "m-poison")]
@@ -114,6 +115,8 @@ async def test_poison_message_publishes_given_up_and_lands_in_the_dead_letter_qu
             for item in dead:
                 await dlq.complete_message(item)
     assert [event_of(e)["data"]["outcome"] for e in events] == ["given-up"]
+    alerts = await collect(fresh, 1, subscription="failures", wait_seconds=5)
+    assert [prop(a, "outcome") for a in alerts] == ["given-up"]  # the failures subscription sees it too
     assert event_of(events[0])["data"]["error"]["code"] == "ServerBusy"
     assert [d.message_id for d in dead] == ["m-poison"]
     assert dead[0].dead_letter_reason == "MaxDeliveryCountExceeded"

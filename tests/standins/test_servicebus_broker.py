@@ -175,9 +175,9 @@ def test_checked_in_config_is_emulator_shaped_and_loads() -> None:
     assert queues["job-updates"].dead_lettering_on_message_expiration
     assert queues["job-updates-sessions"].requires_session
     topics = {t.name: t for t in config.topics}
-    assert topics["job-outcomes"].properties.duplicate_detection_window == 600
+    assert topics["job-outcomes"].properties.duplicate_detection_window == 300  # the emulator's maximum
     failures = {s.name: s for s in topics["job-outcomes"].subscriptions}["failures"]
-    assert failures.rules[0].sql_expression == "outcome = 'failed'"
+    assert failures.rules[0].sql_expression == "outcome IN ('failed', 'given-up')"
     assert all(s.properties.requires_session for s in topics["job-outcomes-sessions"].subscriptions)
 
 
@@ -336,15 +336,20 @@ def test_expired_messages_dead_letter_and_scheduled_messages_appear_later(client
     sent_at = datetime.datetime.now(datetime.UTC)
     later = sent_at + datetime.timedelta(seconds=1.5)
     with client.get_queue_sender("t-expiry") as sender:  # DeadLetteringOnMessageExpiration=true
-        sender.send_messages([
-            ServiceBusMessage("expires", time_to_live=datetime.timedelta(seconds=1)),  # SDK: whole seconds
-            ServiceBusMessage("scheduled", scheduled_enqueue_time_utc=later),
-        ])
+        sender.send_messages(
+            [
+                ServiceBusMessage(
+                    "expires", time_to_live=datetime.timedelta(seconds=1)
+                ),  # SDK: whole seconds
+                ServiceBusMessage("scheduled", scheduled_enqueue_time_utc=later),
+            ]
+        )
     delete = ServiceBusReceiveMode.RECEIVE_AND_DELETE
     # Open no receiver on the queue before the TTL passes: its link credit would fetch the message.
     time.sleep(max(0.0, 1.2 - (datetime.datetime.now(datetime.UTC) - sent_at).total_seconds()))
-    with client.get_queue_receiver("t-expiry", sub_queue=ServiceBusSubQueue.DEAD_LETTER,
-                                   receive_mode=delete) as dead:
+    with client.get_queue_receiver(
+        "t-expiry", sub_queue=ServiceBusSubQueue.DEAD_LETTER, receive_mode=delete
+    ) as dead:
         [expired] = dead.receive_messages(max_message_count=1, max_wait_time=WAIT)
         assert str(expired) == "expires"
         assert expired.dead_letter_reason == "TTLExpiredException"
@@ -368,19 +373,23 @@ def test_topic_fans_out_and_sql_filter_selects_failures(client: ServiceBusClient
                     "boom", application_properties={"outcome": "failed"}, message_id=str(uuid.uuid4())
                 ),
                 ServiceBusMessage("no outcome", message_id=str(uuid.uuid4())),
+                ServiceBusMessage(
+                    "gave up", application_properties={"outcome": "given-up"}, message_id=str(uuid.uuid4())
+                ),
             ]
         )
     with client.get_subscription_receiver("job-outcomes", "all-outcomes", max_wait_time=WAIT) as receiver:
-        received = receiver.receive_messages(max_message_count=3, max_wait_time=WAIT)
-        received += receiver.receive_messages(max_message_count=3, max_wait_time=EMPTY_WAIT)
-        assert sorted(_bodies(received)) == ["boom", "no outcome", "ok"]
+        received = receiver.receive_messages(max_message_count=4, max_wait_time=WAIT)
+        received += receiver.receive_messages(max_message_count=4, max_wait_time=EMPTY_WAIT)
+        assert sorted(_bodies(received)) == ["boom", "gave up", "no outcome", "ok"]
         for message in received:
             receiver.complete_message(message)
     with client.get_subscription_receiver("job-outcomes", "failures", max_wait_time=WAIT) as receiver:
         received = receiver.receive_messages(max_message_count=3, max_wait_time=WAIT)
         received += receiver.receive_messages(max_message_count=3, max_wait_time=EMPTY_WAIT)
-        assert _bodies(received) == ["boom"]
-        receiver.complete_message(received[0])
+        assert sorted(_bodies(received)) == ["boom", "gave up"]
+        for message in received:
+            receiver.complete_message(message)
 
 
 def test_sql_and_correlation_filters(client: ServiceBusClient, broker: LocalBroker) -> None:
@@ -460,9 +469,12 @@ def test_sessions_by_id_next_available_and_in_parallel(client: ServiceBusClient)
 
 def test_next_available_session_times_out_when_there_is_none(client: ServiceBusClient) -> None:
     started = time.monotonic()
-    with pytest.raises(OperationTimeoutError), client.get_queue_receiver(
-        "t-sessions", session_id=NEXT_AVAILABLE_SESSION, max_wait_time=1
-    ) as receiver:
+    with (
+        pytest.raises(OperationTimeoutError),
+        client.get_queue_receiver(
+            "t-sessions", session_id=NEXT_AVAILABLE_SESSION, max_wait_time=1
+        ) as receiver,
+    ):
         receiver.receive_messages(max_message_count=1, max_wait_time=1)
     assert time.monotonic() - started < 15
 
