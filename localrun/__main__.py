@@ -141,8 +141,11 @@ async def run(wait_seconds: float) -> int:
             host.stop()
             await host_task
             await reset_runtime()
-            left = await _count(client, QUEUE, None)
-            dead = await _count(client, QUEUE, ServiceBusSubQueue.DEAD_LETTER)
+            left = len(await _peek(client, QUEUE, None))
+            dead = [
+                {"messageId": m.message_id, "reason": m.dead_letter_reason}
+                for m in await _peek(client, QUEUE, ServiceBusSubQueue.DEAD_LETTER)
+            ]
 
     outcomes = Counter(e["data"]["outcome"] for e in events)
     per_message = Counter(e["sourcemessageid"] for e in events)
@@ -166,9 +169,9 @@ async def run(wait_seconds: float) -> int:
     return 0 if ok else 1
 
 
-async def _count(client: ServiceBusClient, queue: str, sub_queue: ServiceBusSubQueue | None) -> int:
+async def _peek(client: ServiceBusClient, queue: str, sub_queue: ServiceBusSubQueue | None) -> list[Any]:
     async with client.get_queue_receiver(queue, sub_queue=sub_queue) as receiver:
-        return len(await receiver.peek_messages(max_message_count=100))
+        return list(await receiver.peek_messages(max_message_count=100))
 
 
 def main() -> int:
