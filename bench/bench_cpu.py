@@ -12,8 +12,8 @@ concurrency level it measures:
   validate, resolve the endpoint, build the request, send it through httpx over
   aiohttp with the cached token and retry policy, classify, build the CloudEvent.
   Events go to a publisher that drops them (Service Bus cost is measured apart);
-- `publish`: the ServiceBusPublisher to the local broker, per event, when
-  --with-broker is given.
+- `publish` (with --with-broker): ServiceBusPublisher to the local broker (its own
+  process), per event; concurrent publishes are coalesced into batches.
 
     python bench/bench_cpu.py [--requests 2000] [--concurrency 1 16]
 """
@@ -61,8 +61,42 @@ class DroppingPublisher:
 def start(*argv: str) -> tuple[subprocess.Popen[str], dict[str, Any]]:
     proc = subprocess.Popen([sys.executable, *argv], stdout=subprocess.PIPE, text=True, cwd=ROOT)
     assert proc.stdout is not None
-    info: dict[str, Any] = json.loads(proc.stdout.readline())
+    line = proc.stdout.readline()
+    info: dict[str, Any] = json.loads(line) if line.startswith("{") else {"connection_string": line.strip()}
     return proc, info
+
+
+async def bench_publish(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """CPU per outcome event through ServiceBusPublisher to the local broker (own process)."""
+    from handlers.events import build_event
+    from handlers.outcomes import Outcome, Result
+    from handlers.publisher import ServiceBusPublisher
+
+    broker, info = start("-m", "standins.servicebus", "--port", "0")
+    rows = []
+    try:
+        publisher = ServiceBusPublisher.from_connection_string(info["connection_string"], "job-outcomes")
+        result = Result(Outcome.applied, job_id="bench-1", endpoint="https://localhost:1", http_status=200)
+        counter = iter(range(10**9))
+
+        async def one(_: int) -> None:
+            # Unique ids: the topic's duplicate detection would drop repeats.
+            await publisher.publish([build_event(result, f"bench-{next(counter)}")])
+
+        for concurrency in args.concurrency:
+            runs = [await measure(args.requests, concurrency, one) for _ in range(args.rounds)]
+            row = {
+                "concurrency": concurrency,
+                "publish_cpu_ms": round(statistics.median(r[0] for r in runs), 3),
+                "publish_rps": round(statistics.median(r[1] for r in runs)),
+            }
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+        await publisher.aclose()
+    finally:
+        broker.terminate()
+        broker.wait(timeout=10)
+    return rows
 
 
 async def measure(n: int, concurrency: int, one: Callable[[int], Awaitable[None]]) -> tuple[float, float]:
@@ -183,8 +217,13 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--out", help="write the results as JSON here")
+    parser.add_argument(
+        "--with-broker", action="store_true", help="also measure publishing to the local broker"
+    )
     args = parser.parse_args()
     results = asyncio.run(bench(args))
+    if args.with_broker:
+        results["publish"] = asyncio.run(bench_publish(args))
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     return 0
