@@ -13,6 +13,7 @@ that importing one stand-in does not drag in another's dependencies.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -68,9 +69,21 @@ class LoopThread:
         loop, thread = self._loop, self._thread
         if loop is None or thread is None:
             return
+        # Cancel what is still running (a request sleeping in an injected delay, say)
+        # so the loop closes without "Task was destroyed but it is pending".
+        with contextlib.suppress(TimeoutError, RuntimeError):
+            self.run(_cancel_other_tasks(), timeout=5)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
         if not loop.is_closed():
             loop.close()
         self._loop = None
         self._thread = None
+
+
+async def _cancel_other_tasks() -> None:
+    current = asyncio.current_task()
+    others = [task for task in asyncio.all_tasks() if task is not current]
+    for task in others:
+        task.cancel()
+    await asyncio.gather(*others, return_exceptions=True)
