@@ -124,6 +124,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     try:
         settings = Settings(
             BATCH_ALLOWED_ENDPOINTS=emu["endpoint"],
+            BATCH_ALLOW_EMULATOR=True,
             BATCH_CA_BUNDLE=emu["ca_path"],
             AZURE_CLIENT_ID=CLIENT_ID,
             ServiceBusConnection__fullyQualifiedNamespace="unused.servicebus.windows.net",

@@ -14,7 +14,7 @@ import hmac
 import logging
 import time
 from collections.abc import AsyncGenerator, Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
 import httpx
@@ -88,7 +88,7 @@ class SharedKey:
     """A Batch account's Shared Key, signing per the documented algorithm."""
 
     account: str
-    key: bytes  # decoded
+    key: bytes = field(repr=False)  # decoded; never in a repr or log line
 
     @classmethod
     def from_base64(cls, account: str, key_b64: str) -> SharedKey:

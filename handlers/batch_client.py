@@ -7,7 +7,9 @@ process-wide httpx client over aiohttp's transport (docs/performance.md).
 
 from __future__ import annotations
 
+import asyncio
 import json
+import random
 import ssl
 import time
 import uuid
@@ -19,14 +21,6 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception_type,
-    stop_after_attempt,
-    stop_before_delay,
-    wait_exponential_jitter,
-)
 
 from handlers.auth import BatchAuth
 from handlers.contract import Conditions, RequestOptions
@@ -38,6 +32,9 @@ CONTENT_TYPE = "application/json; odata=minimalmetadata"
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 # Longest Retry-After we honour; beyond it we back off and let redelivery take over.
 MAX_RETRY_AFTER_SECONDS = 60.0
+CONNECT_TIMEOUT_SECONDS = 10.0
+# Not worth starting an attempt with less time than this left in the budget.
+MIN_ATTEMPT_SECONDS = 0.2
 # The server-timeout query parameter was renamed in 2025-06-01.
 _TIMEOUT_RENAMED_IN = "2025-06-01"
 _CLIENT_REQUEST_NAMESPACE = uuid.UUID("8f0d7c1e-4b6a-4c8e-9a35-2f1b5d6e7a90")
@@ -204,9 +201,17 @@ class TransientFailure(Exception):
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     max_attempts: int = 6
-    budget_seconds: float = 60.0
+    attempt_timeout: float = 40.0  # one request, connect to last byte
     initial_backoff: float = 0.5
     max_backoff: float = 20.0
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        """Wait before attempt `attempt + 1`: Retry-After when Batch sent one,
+        else exponential backoff with full jitter (spreads a throttled fleet)."""
+        if retry_after is not None:
+            return retry_after
+        ceiling = min(self.max_backoff, self.initial_backoff * 2 ** (attempt - 1))
+        return random.uniform(0.0, ceiling)  # noqa: S311 - jitter, not cryptography
 
 
 @dataclass(slots=True)
@@ -248,13 +253,12 @@ class BatchClient:
 
     def __init__(self, http: httpx.AsyncClient, policy: RetryPolicy) -> None:
         self._http = http
-        self._timeout = http.timeout
         self.policy = policy
 
-    async def send_once(self, request: BatchRequest, *, attempt_timeout: float | None = None) -> BatchReply:
-        timeout = self._timeout if attempt_timeout is None else httpx.Timeout(attempt_timeout, connect=10.0)
+    async def send_once(self, request: BatchRequest, *, attempt_timeout: float) -> BatchReply:
         # Build the httpx.Request directly: the client's build_request merges
         # base URL, params and cookies we never use, at a third of our CPU budget.
+        timeout = httpx.Timeout(attempt_timeout, connect=min(attempt_timeout, CONNECT_TIMEOUT_SECONDS))
         http_request = httpx.Request(
             request.method,
             httpx.URL(request.url),
@@ -271,48 +275,32 @@ class BatchClient:
             raise TransientFailure(f"HTTP {reply.status}", reply)
         return reply
 
-    async def send(self, request: BatchRequest, *, deadline: float | None = None) -> Sent:
-        """Send with retries. Raises AttemptsExhausted when the budget or attempts run out."""
-        start = time.monotonic()
-        budget = self.policy.budget_seconds if deadline is None else max(deadline - start, 0.0)
-        try:
-            # Most requests succeed first time: no retry machinery on that path.
-            return Sent(await self.send_once(request, attempt_timeout=max(budget, 0.5)), 1)
-        except TransientFailure as failure:
-            first: TransientFailure | None = failure
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.policy.max_attempts) | stop_before_delay(budget),
-            wait=_wait(self.policy),
-            retry=retry_if_exception_type(TransientFailure),
-            reraise=True,
-        )
-        attempts = 1
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    if first is not None:
-                        # Attempt 1 already ran: hand its failure to tenacity so it
-                        # counts it and waits (Retry-After or backoff) before attempt 2.
-                        earlier, first = first, None
-                        raise earlier
-                    attempts += 1
-                    remaining = budget - (time.monotonic() - start)
-                    return Sent(await self.send_once(request, attempt_timeout=max(remaining, 0.5)), attempts)
-        except TransientFailure as exc:
-            raise AttemptsExhausted(exc, attempts) from exc
-        raise AssertionError("unreachable: tenacity either returns or raises")
+    async def send(self, request: BatchRequest, *, deadline: float) -> Sent:
+        """Send, retrying transient failures until `deadline` (time.monotonic()).
+
+        Every attempt and every wait fits inside the deadline: an attempt gets
+        min(attempt timeout, time left), and a wait that would end past the
+        deadline is not started. Raises AttemptsExhausted with the last failure.
+        """
+        policy = self.policy
+        attempts = 0
+        last: TransientFailure | None = None
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= MIN_ATTEMPT_SECONDS:
+                raise AttemptsExhausted(last or TransientFailure("no time left in the budget"), attempts)
+            attempts += 1
+            try:
+                reply = await self.send_once(request, attempt_timeout=min(policy.attempt_timeout, remaining))
+                return Sent(reply, attempts)
+            except TransientFailure as failure:
+                last = failure
+            if attempts >= policy.max_attempts:
+                raise AttemptsExhausted(last, attempts)
+            wait = policy.delay(attempts, last.retry_after)
+            if time.monotonic() + wait + MIN_ATTEMPT_SECONDS >= deadline:
+                raise AttemptsExhausted(last, attempts)
+            await asyncio.sleep(wait)
 
     async def aclose(self) -> None:
         await self._http.aclose()
-
-
-def _wait(policy: RetryPolicy) -> Any:
-    backoff = wait_exponential_jitter(multiplier=policy.initial_backoff, max=policy.max_backoff)
-
-    def wait(state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        retry_after = exc.retry_after if isinstance(exc, TransientFailure) else None
-        # Honour Retry-After when the service sends one; else exponential with jitter.
-        return retry_after if retry_after is not None else float(backoff(state))
-
-    return wait

@@ -75,6 +75,10 @@ def parse_allowed_endpoint(raw: str) -> str:
     return origin
 
 
+def is_emulator(origin: str) -> bool:
+    return origin.removeprefix("https://").split(":", 1)[0] == "localhost"
+
+
 def resolve_endpoint(requested: str | None, allowed: frozenset[str], default: str | None) -> str:
     """The allow-listed origin a message's request goes to, or raise EndpointError."""
     if requested is None:

@@ -38,6 +38,7 @@ from handlers.outcomes import (
     changes,
     classify,
     evaluate_conditions,
+    may_be_our_own_write,
     merge,
 )
 from handlers.publisher import Publisher
@@ -163,35 +164,34 @@ class JobUpdateHandler:
         elif (
             result.outcome is Outcome.precondition_failed
             and message.conditions.if_match is not None
-            and (inbound.delivery_count > 1 or sent.attempts > 1)
+            and may_be_our_own_write(inbound.delivery_count, sent.attempts)
         ):
-            # A 412 on a redelivery (or a retry after a lost reply) may be our own
-            # earlier write: the ETag moved because we moved it.
             await self._maybe_already_applied(message, result, body, deadline)
 
     async def _merge(
         self, message: JobUpdateMessage, result: Result, inbound: Inbound, deadline: float
     ) -> None:
         wanted = message.update.body()
+        own_etag = message.conditions.if_match
+        suspect_own_write = inbound.delivery_count > 1
         for _round in range(self.settings.merge_max_rounds):
             got = await self._send(message, result, "GET", deadline)
             if not got.reply.ok:
                 result.outcome = classify(got.reply)
                 return
             job, etag = got.reply.json(), got.reply.etag
-            own_etag = message.conditions.if_match
+            merged = merge(job, wanted)
             if own_etag is not None and not evaluate_conditions(message.conditions, etag, None):
-                if already_in_place(job, merge(job, wanted)) and inbound.delivery_count > 1:
+                if suspect_own_write and already_in_place(job, merged):
                     self._already(result, got.reply)
                 else:
-                    # Checked on the read: no write is sent that Batch would refuse with 412.
+                    # Found on the read: no write is sent that Batch would refuse with 412.
                     result.outcome = Outcome.precondition_failed
                     result.http_status = None
                     result.error = BatchError(
                         "ConditionNotMet", "ifMatch does not match the job's ETag (read)"
                     )
                 return
-            merged = merge(job, wanted)
             diff = changes(job, merged)
             if not diff:
                 self._already(result, got.reply)
@@ -204,9 +204,11 @@ class JobUpdateHandler:
             if result.outcome is Outcome.applied:
                 result.changes = diff
                 return
-            if result.outcome is not Outcome.precondition_failed or own_etag is not None:
+            if result.outcome is not Outcome.precondition_failed:
                 return
-            # Someone else wrote between our read and our write: read again.
+            # 412: someone else wrote between our read and our write, or (after a
+            # retry) our own write landed and its reply was lost. Read again.
+            suspect_own_write = suspect_own_write or sent.attempts > 1
         result.outcome = Outcome.precondition_failed
 
     async def _dry_run(self, message: JobUpdateMessage, result: Result, deadline: float) -> None:
@@ -256,12 +258,14 @@ class JobUpdateHandler:
     async def _maybe_already_applied(
         self, message: JobUpdateMessage, result: Result, body: dict[str, Any], deadline: float
     ) -> None:
+        conflict = (result.http_status, result.error, result.request_id)
         got = await self._send(message, result, "GET", deadline)
         if got.reply.ok and already_in_place(got.reply.json(), body):
             self._already(result, got.reply)
         else:
+            # A real conflict: report the PATCH's 412, not the read's reply.
             result.outcome = Outcome.precondition_failed
-            result.http_status = 412
+            result.http_status, result.error, result.request_id = conflict
 
     @staticmethod
     def _already(result: Result, reply: BatchReply) -> None:

@@ -102,6 +102,12 @@ def already_in_place(job: dict[str, Any], body: dict[str, Any]) -> bool:
     return all(_contains(current.get(k), v) for k, v in wanted.items())
 
 
+def may_be_our_own_write(delivery_count: int, attempts: int) -> bool:
+    """A 412 against the message's own If-Match may be our earlier write that
+    landed with its reply lost: on a redelivery, or after a retried request."""
+    return delivery_count > 1 or attempts > 1
+
+
 def changes(job: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
     """Top-level properties the update would change: {name: {"from": old, "to": new}}."""
     current, wanted = _normalise(job), _normalise(body)
@@ -117,13 +123,17 @@ def merge(job: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     """Merge mode: apply only the named nested fields onto the job's current values.
 
     Objects merge field by field (recursively); metadata merges by name (upsert,
-    keeping order); scalars and other lists replace. Returns the full new values
+    keeping order); poolInfo switching between poolId and autoPoolSpecification
+    replaces it; scalars and other lists replace. Returns the full new values
     of the top-level properties the update names.
     """
     merged: dict[str, Any] = {}
     for name, new in update.items():
         old = job.get(name)
-        if name == "metadata" and isinstance(old, list):
+        if name == "poolInfo" and isinstance(old, dict) and set(new) != set(old):
+            # poolId and autoPoolSpecification are one choice: switching replaces it whole.
+            merged[name] = new
+        elif name == "metadata" and isinstance(old, list):
             by_name = {item["name"]: item["value"] for item in old}
             by_name.update({item["name"]: item["value"] for item in new})
             merged[name] = [{"name": k, "value": v} for k, v in by_name.items()]

@@ -8,6 +8,7 @@ through `redact` first.
 
 from __future__ import annotations
 
+import json
 import re
 from functools import lru_cache
 from typing import Any
@@ -16,14 +17,18 @@ REDACTED = "***"
 
 # Field names whose values are secrets wherever they appear.
 _SECRET_KEYS = re.compile(
-    r"(password|secret|accountkey|saskey|sastoken|key$|token|credential|connectionstring)",
+    r"(password|secret|accountkey|saskey|sastoken|key$|token|credential|connectionstring|protectedsettings)",
     re.IGNORECASE,
 )
 # Environment settings: every value, since producers put secrets there routinely.
 _ENV_LISTS = frozenset({"environmentSettings", "containerRunOptions"})
-# A SAS or signed URL: keep the resource, drop the query.
-_SIGNED_URL = re.compile(r"^(https?://[^?#\s]+)\?[^\s]*$", re.IGNORECASE)
-_BEARER = re.compile(r"(Bearer|SharedKey)\s+\S+", re.IGNORECASE)
+# A URL's query may be a SAS token: keep the resource, drop the query, wherever it appears.
+_URL_QUERY = re.compile(r"(https?://[^\s?#\"'<>]+)\?[^\s\"'<>]*", re.IGNORECASE)
+_BEARER = re.compile(r"(Bearer|SharedKey)\s+[^\s\"']+", re.IGNORECASE)
+# `password=...` / `"accountKey": "..."` inside free text (Batch error messages echo values).
+_INLINE_SECRET = re.compile(
+    r"((?:password|secret|accountkey|saskey|sig|token)[\"']?\s*[=:]\s*[\"']?)[^\s\"',;&]+", re.IGNORECASE
+)
 
 
 def redact(value: Any, key: str = "") -> Any:
@@ -46,7 +51,7 @@ def _redact_field(key: str, value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, float)):
         return value
     if _is_secret_key(key) and value != "":
-        return REDACTED if not isinstance(value, (dict, list)) else redact(value, key)
+        return REDACTED  # whole value, objects too (protectedSettings can hold anything)
     if key in _ENV_LISTS and isinstance(value, list):
         return [
             {**item, "value": REDACTED} if isinstance(item, dict) and "value" in item else REDACTED
@@ -58,9 +63,21 @@ def _redact_field(key: str, value: Any) -> Any:
 
 
 def redact_text(text: str) -> str:
-    """Drop SAS query strings from URLs and credentials from header-like text."""
-    if "?" in text and (match := _SIGNED_URL.match(text)):
-        return f"{match.group(1)}?{REDACTED}"
-    if "Bearer" in text or "SharedKey" in text or "bearer" in text:
-        return _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+    """Secrets inside a string: embedded JSON (Batch echoes rejected values as JSON
+    text), URL queries (SAS), credentials in headers and `key=value` text."""
+    stripped = text.lstrip()
+    if stripped[:1] in ("{", "[") and len(text) <= 1_000_000:
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            pass
+        else:
+            return json.dumps(redact(parsed), separators=(",", ":"))
+    if "://" in text and "?" in text:
+        text = _URL_QUERY.sub(lambda m: f"{m.group(1)}?{REDACTED}", text)
+    lowered = text.lower()
+    if "bearer" in lowered or "sharedkey" in lowered:
+        text = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+    if any(word in lowered for word in ("password", "secret", "key", "sig", "token")):
+        text = _INLINE_SECRET.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
     return text

@@ -39,7 +39,7 @@ def make_batch_client(settings: Settings, credential: AsyncTokenCredential | Non
         max_connections=settings.max_connections,
         auth=auth,
     )
-    policy = RetryPolicy(max_attempts=settings.max_attempts, budget_seconds=settings.retry_budget_seconds)
+    policy = RetryPolicy(max_attempts=settings.max_attempts, attempt_timeout=settings.http_timeout_seconds)
     return BatchClient(http, policy)
 
 

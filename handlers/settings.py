@@ -16,7 +16,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, TypeAdapter, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from handlers.endpoints import parse_allowed_endpoint
+from handlers.endpoints import is_emulator, parse_allowed_endpoint
 
 BATCH_SCOPE = "https://batch.core.windows.net//.default"
 DEFAULT_API_VERSION = "2025-06-01"
@@ -31,7 +31,12 @@ class Settings(BaseSettings):
     """Everything the function reads from its environment."""
 
     model_config = SettingsConfigDict(
-        case_sensitive=True, extra="ignore", frozen=True, populate_by_name=False
+        # hide_input_in_errors: a bad setting must not print the others (keys) into logs.
+        case_sensitive=True,
+        extra="ignore",
+        frozen=True,
+        populate_by_name=False,
+        hide_input_in_errors=True,
     )
 
     # --- Service Bus: the trigger queue and the outcome topic -------------------
@@ -61,13 +66,17 @@ class Settings(BaseSettings):
     token_scope: str = Field(BATCH_SCOPE, alias="BATCH_TOKEN_SCOPE")
     # Extra CA bundle for TLS to Batch: only the local emulator needs one.
     ca_bundle: str | None = Field(None, alias="BATCH_CA_BUNDLE")
-    # Per-message time budget for Batch calls including retries. Keep it well
-    # under the queue lock duration x lock renewals (docs/host.md).
-    retry_budget_seconds: float = Field(60.0, gt=0, le=600, alias="BATCH_RETRY_BUDGET_SECONDS")
+    # Per-message time budget for Batch calls including retries and waits. At
+    # most 240 s: with the publish (< 60 s) it stays inside host.json's 5-minute
+    # lock renewal (docs/host.md).
+    retry_budget_seconds: float = Field(60.0, gt=0, le=240, alias="BATCH_RETRY_BUDGET_SECONDS")
     max_attempts: int = Field(6, ge=1, le=20, alias="BATCH_MAX_ATTEMPTS")
     # Merge mode: how many read-modify-write rounds before a 412 is final.
     merge_max_rounds: int = Field(5, ge=1, le=20, alias="BATCH_MERGE_MAX_ROUNDS")
-    http_timeout_seconds: float = Field(40.0, gt=0, le=300, alias="BATCH_HTTP_TIMEOUT_SECONDS")
+    # One request, connect to last byte; Batch's own server timeout is at most 30 s.
+    http_timeout_seconds: float = Field(40.0, gt=0, le=240, alias="BATCH_HTTP_TIMEOUT_SECONDS")
+    # `https://localhost:port` entries are for the local emulator only; refused unless this is set.
+    allow_emulator: bool = Field(False, alias="BATCH_ALLOW_EMULATOR")
     max_connections: int = Field(100, ge=1, le=1000, alias="BATCH_MAX_CONNECTIONS")
 
     @field_validator("allowed_endpoints", mode="before")
@@ -89,6 +98,11 @@ class Settings(BaseSettings):
     def _check_consistency(self) -> Settings:
         if not self.allowed_endpoints:
             raise ValueError("BATCH_ALLOWED_ENDPOINTS must name at least one Batch endpoint")
+        if not self.allow_emulator and any(is_emulator(e) for e in self.allowed_endpoints):
+            raise ValueError(
+                "BATCH_ALLOWED_ENDPOINTS names localhost, the local emulator: "
+                "set BATCH_ALLOW_EMULATOR=true to allow it"
+            )
         if self.default_endpoint and self.default_endpoint not in self.allowed_endpoints:
             raise ValueError("BATCH_DEFAULT_ENDPOINT must be one of BATCH_ALLOWED_ENDPOINTS")
         if self.auth_mode is BatchAuthMode.shared_key and not (self.account_name and self.account_key):

@@ -80,6 +80,7 @@ async def running_function(
         "JOB_UPDATES_MAX_DELIVERY_COUNT": "5",
         "OUTCOME_TOPIC": "job-outcomes",
         "BATCH_ALLOWED_ENDPOINTS": stack.emu.endpoint,
+        "BATCH_ALLOW_EMULATOR": "true",
         "BATCH_CA_BUNDLE": stack.emu.ca_path,
         "BATCH_RETRY_BUDGET_SECONDS": "10",
         **settings,

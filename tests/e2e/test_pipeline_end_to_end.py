@@ -158,6 +158,7 @@ async def test_redelivered_message_yields_no_second_event(
         monkeypatch.setenv(name, value)
     settings = Settings(
         BATCH_ALLOWED_ENDPOINTS=fresh.emu.endpoint,
+        BATCH_ALLOW_EMULATOR=True,
         BATCH_CA_BUNDLE=fresh.emu.ca_path,
         AZURE_CLIENT_ID=CLIENT_ID,
         ServiceBusConnection=fresh.connection_string,

@@ -67,6 +67,7 @@ def settings_for(
     def build(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
             "BATCH_ALLOWED_ENDPOINTS": emu.endpoint,
+            "BATCH_ALLOW_EMULATOR": True,
             "BATCH_CA_BUNDLE": emu.ca_path,
             "ServiceBusConnection__fullyQualifiedNamespace": "unused.servicebus.windows.net",
             "AZURE_CLIENT_ID": "22222222-2222-2222-2222-222222222222",

@@ -84,3 +84,14 @@ def test_retry_after_seconds_or_http_date() -> None:
     assert parse_retry_after("soon") is None
     assert parse_retry_after("100000") == MAX_RETRY_AFTER_SECONDS
     assert parse_retry_after("Thu, 01 Jan 2026 00:00:10 GMT", now=1767225600.0) == 10.0
+
+
+def test_merge_switching_pool_kind_replaces_pool_info() -> None:
+    auto = {"poolInfo": {"autoPoolSpecification": {"poolLifetimeOption": "job", "keepAlive": False}}}
+    assert merge(auto, {"poolInfo": {"poolId": "p2"}}) == {"poolInfo": {"poolId": "p2"}}
+    assert merge(JOB, {"poolInfo": {"autoPoolSpecification": {"poolLifetimeOption": "job"}}}) == {
+        "poolInfo": {"autoPoolSpecification": {"poolLifetimeOption": "job"}}
+    }
+    assert merge(auto, {"poolInfo": {"autoPoolSpecification": {"keepAlive": True}}}) == {
+        "poolInfo": {"autoPoolSpecification": {"poolLifetimeOption": "job", "keepAlive": True}}
+    }

@@ -94,3 +94,36 @@ def test_rejected_event_carries_problems_and_no_source_url() -> None:
     assert doc["source"] == "urn:batch-job-update"
     assert doc["data"]["problems"] == [{"path": "$.update.priority", "code": "int_type", "message": "bad"}]
     assert "subject" not in doc
+
+
+def test_secrets_echoed_in_batch_error_values_and_text_are_redacted() -> None:
+    echoed = json.dumps(
+        {"autoPoolSpecification": {"pool": {"userAccounts": [{"name": "a", "password": "Hunter2"}]}}}
+    )
+    result = Result(
+        Outcome.failed,
+        job_id="j",
+        error=BatchError(
+            "InvalidPropertyValue",
+            "Value password=Hunter2 is invalid; see https://s.blob.core.windows.net/c?sv=1&sig=sas-secret",
+            {"PropertyName": "poolInfo", "PropertyValue": echoed},
+        ),
+    )
+    body = build_event(result, "m").body.decode()
+    assert "Hunter2" not in body
+    assert "sas-secret" not in body
+    assert "PropertyName" in body and "poolInfo" in body
+
+
+def test_protected_settings_and_urls_inside_command_lines_are_redacted() -> None:
+    pool = {
+        "vmSize": "s",
+        "virtualMachineConfiguration": {
+            "extensions": [{"name": "e", "protectedSettings": {"commandToExecute": "x"}}]
+        },
+        "startTask": {"commandLine": "curl -o f 'https://s.blob.core.windows.net/c/f?sv=1&sig=abc' && run"},
+    }
+    out = redact(pool)
+    assert out["virtualMachineConfiguration"]["extensions"][0]["protectedSettings"] == REDACTED
+    assert "sig=abc" not in out["startTask"]["commandLine"]
+    assert out["startTask"]["commandLine"].startswith("curl -o f 'https://s.blob.core.windows.net/c/f?***'")

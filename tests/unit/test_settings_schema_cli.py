@@ -15,6 +15,7 @@ from handlers.settings import Settings, sessions_enabled_from_env
 ROOT = Path(__file__).resolve().parents[2]
 BASE = {
     "BATCH_ALLOWED_ENDPOINTS": "https://acct.westeurope.batch.azure.com, https://localhost:8443",
+    "BATCH_ALLOW_EMULATOR": "true",
     "ServiceBusConnection__fullyQualifiedNamespace": "ns.servicebus.windows.net",
 }
 
@@ -46,6 +47,8 @@ def test_settings_read_the_app_setting_names(monkeypatch: pytest.MonkeyPatch) ->
         ({"BATCH_DEFAULT_ENDPOINT": "https://b.westeurope.batch.azure.com"}, "must be one of"),
         ({"BATCH_AUTH_MODE": "sharedkey"}, "BATCH_ACCOUNT_KEY"),
         ({"ServiceBusConnection__fullyQualifiedNamespace": ""}, "ServiceBusConnection"),
+        ({"BATCH_ALLOW_EMULATOR": "false"}, "BATCH_ALLOW_EMULATOR"),
+        ({"BATCH_RETRY_BUDGET_SECONDS": "600"}, "less than or equal to 240"),
     ],
 )
 def test_bad_settings_fail_at_start_with_the_setting_name(
@@ -97,3 +100,15 @@ def test_check_reads_json_lines_from_stdin_and_fails_on_any_invalid() -> None:
     assert proc.returncode == 1
     assert proc.stdout.count(b'"valid": true') == 1
     assert b"empty_update" in proc.stdout
+
+
+def test_setting_errors_do_not_echo_other_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValidationError) as caught:
+        settings(
+            monkeypatch,
+            BATCH_AUTH_MODE="sharedkey",
+            BATCH_ACCOUNT_NAME="a",
+            BATCH_ACCOUNT_KEY="c2VjcmV0LWtleQ==",
+            BATCH_RETRY_BUDGET_SECONDS="-1",
+        )
+    assert "c2VjcmV0LWtleQ" not in str(caught.value)
