@@ -63,9 +63,9 @@ param allowAutoPoolUpdates bool = false
 @description('Batch data-plane api-version (app setting BATCH_API_VERSION).')
 param batchApiVersion string = '2025-06-01'
 
-@description('Per-message time budget for Batch calls including retries, seconds (BATCH_RETRY_BUDGET_SECONDS).')
+@description('Per-message time budget for Batch calls including retries, seconds (BATCH_RETRY_BUDGET_SECONDS). At most 240: it must stay inside host.json maxAutoLockRenewalDuration (5 min) with the publish.')
 @minValue(1)
-@maxValue(600)
+@maxValue(240)
 param batchRetryBudgetSeconds int = 60
 
 // ---------------------------------------------------------------------------------

@@ -233,3 +233,14 @@ def test_scanner_ignores_comments_and_strings() -> None:
     assert scan.errors == []
     assert scan.names == ["REAL"]
     assert scan.settings[0].value == "'https://example.org/${x}'"
+
+
+def test_retry_budget_limits_agree_with_the_settings_class() -> None:
+    """infra must not allow a budget the function refuses (or one that outlives the lock)."""
+    match = re.search(
+        r"@maxValue\((\d+)\)\s*param batchRetryBudgetSeconds", MAIN_BICEP.read_text(encoding="utf-8")
+    )
+    assert match is not None
+    field = app_settings.Settings.model_fields["retry_budget_seconds"]
+    (limit,) = [m.le for m in field.metadata if getattr(m, "le", None) is not None]
+    assert int(match.group(1)) == limit
