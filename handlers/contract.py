@@ -49,6 +49,8 @@ SCHEMA_VERSION = "1.0"
 MAX_MESSAGE_BYTES = 256 * 1024
 # Free-form JSON (the auto-pool `pool` specification) may nest at most this deep.
 MAX_POOL_DEPTH = 32
+INT32_MAX = 2**31 - 1  # Batch's integers are Int32
+_UTF8_BOM = b"\xef\xbb\xbf"
 
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _AUTO_POOL_PREFIX = re.compile(r"^[A-Za-z0-9_-]{1,20}$")
@@ -102,14 +104,25 @@ def _etag(value: str) -> str:
         raise PydanticCustomError("invalid_etag", str(exc)) from None
 
 
-def _depth(value: object, limit: int) -> int:
+def _check_free_json(value: object, limit: int) -> None:
+    """Free-form JSON (a pool specification): bounded depth, and no nulls (Batch
+    refuses null in updates, as everywhere else in the message)."""
     if limit < 0:
         raise PydanticCustomError("too_deep", f"nested more than {MAX_POOL_DEPTH} levels deep")
+    if value is None:
+        raise PydanticCustomError(
+            "null_not_allowed", "null is not allowed in a pool specification: omit the field"
+        )
     if isinstance(value, dict):
-        return 1 + max((_depth(v, limit - 1) for v in value.values()), default=0)
-    if isinstance(value, list):
-        return 1 + max((_depth(v, limit - 1) for v in value), default=0)
-    return 0
+        for item in value.values():
+            _check_free_json(item, limit - 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_free_json(item, limit - 1)
+
+
+def is_job_id(value: str) -> bool:
+    return _ID.match(value) is not None
 
 
 JobId = Annotated[StrictStr, _check_id("jobId")]
@@ -177,6 +190,7 @@ class JobConstraints(_Model):
         None,
         alias="maxTaskRetryCount",
         ge=-1,
+        le=INT32_MAX,
         description="-1 retries without limit, 0 never retries",
     )
 
@@ -209,7 +223,7 @@ class AutoPoolSpecification(_Model):
     def _pool_shape(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         if value is None:
             return value
-        _depth(value, MAX_POOL_DEPTH)
+        _check_free_json(value, MAX_POOL_DEPTH)
         if not isinstance(value.get("vmSize"), str) or not value["vmSize"]:
             raise PydanticCustomError("missing_vm_size", "a pool specification needs vmSize (a string)")
         return value
@@ -259,7 +273,7 @@ class JobUpdate(_Model):
     priority: StrictInt | None = Field(None, ge=-1000, le=1000)
     allow_task_preemption: StrictBool | None = Field(None, alias="allowTaskPreemption")
     max_parallel_tasks: StrictInt | None = Field(
-        None, alias="maxParallelTasks", description="-1 (no limit) or greater than 0"
+        None, alias="maxParallelTasks", le=INT32_MAX, description="-1 (no limit) or greater than 0"
     )
     constraints: JobConstraints | None = None
     pool_info: PoolInfo | None = Field(None, alias="poolInfo")
@@ -508,6 +522,8 @@ def parse_message(body: bytes | str) -> JobUpdateMessage:
     """Validate a raw message body, or raise InvalidMessage with every problem found."""
     if len(body) > MAX_MESSAGE_BYTES:
         raise InvalidMessage([Problem("$", "too_large", f"message body is over {MAX_MESSAGE_BYTES} bytes")])
+    if isinstance(body, bytes) and body.startswith(_UTF8_BOM):
+        body = body[3:]  # .NET producers often write one; it is not part of the JSON
     try:
         return JobUpdateMessage.model_validate_json(body)
     except ValidationError as exc:

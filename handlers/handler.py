@@ -28,7 +28,14 @@ from handlers.batch_client import (
     build_request,
     client_request_id_for,
 )
-from handlers.contract import InvalidMessage, JobUpdateMessage, Problem, check_ocp_date, parse_message
+from handlers.contract import (
+    InvalidMessage,
+    JobUpdateMessage,
+    Problem,
+    check_ocp_date,
+    is_job_id,
+    parse_message,
+)
 from handlers.endpoints import EndpointError, resolve_endpoint
 from handlers.events import build_event
 from handlers.outcomes import (
@@ -56,7 +63,6 @@ class Inbound:
     body: bytes
     message_id: str
     delivery_count: int = 1
-    session_id: str | None = None
 
 
 class RetryLater(Exception):
@@ -95,7 +101,7 @@ class JobUpdateHandler:
         except Exception as unexpected:  # a bug or an unforeseen reply: same road as a transient
             log.exception("job-update handling failed unexpectedly (messageId=%s)", redact_text(message_id))
             error = BatchError("InternalError", f"{type(unexpected).__name__} in the job-update function")
-            failed = Result(Outcome.given_up, job_id=_job_id_hint(inbound.body), error=error)
+            failed = Result(Outcome.given_up, job_id=_identity_hint(inbound.body)[0], error=error)
             await self._retry_later(inbound, message_id, started, failed, unexpected)
         result.duration_ms = (time.perf_counter() - started) * 1000
         await self.publisher.publish([build_event(result, message_id, now=self.clock())])
@@ -124,7 +130,13 @@ class JobUpdateHandler:
                 message.endpoint, self.settings.allowed_endpoints, self.settings.endpoint_when_unnamed
             )
         except InvalidMessage as invalid:
-            return Result(Outcome.rejected, job_id=_job_id_hint(inbound.body), problems=invalid.problems)
+            job_id, endpoint_hint = _identity_hint(inbound.body)
+            return Result(
+                Outcome.rejected,
+                job_id=job_id,
+                endpoint=self._endpoint_or_none(endpoint_hint) if job_id else None,
+                problems=invalid.problems,
+            )
         except EndpointError as bad_endpoint:
             problem = Problem("$.endpoint", "endpoint_not_allowed", str(bad_endpoint))
             return Result(Outcome.rejected, job_id=message.job_id, problems=[problem])
@@ -218,9 +230,9 @@ class JobUpdateHandler:
             return
         job = got.reply.json()
         body = message.update.body()
-        target = merge(job, body) if message.mode == "merge" else body
+        merging = message.mode == "merge"
         result.outcome = Outcome.dry_run
-        result.changes = changes(job, target)
+        result.changes = changes(job, merge(job, body) if merging else body, replace_nested=not merging)
         result.conditions_met = evaluate_conditions(
             message.conditions, got.reply.etag, got.reply.last_modified
         )
@@ -267,6 +279,14 @@ class JobUpdateHandler:
             result.outcome = Outcome.precondition_failed
             result.http_status, result.error, result.request_id = conflict
 
+    def _endpoint_or_none(self, requested: str | None) -> str | None:
+        try:
+            return resolve_endpoint(
+                requested, self.settings.allowed_endpoints, self.settings.endpoint_when_unnamed
+            )
+        except EndpointError:
+            return None
+
     @staticmethod
     def _already(result: Result, reply: BatchReply) -> None:
         result.outcome = Outcome.applied
@@ -289,11 +309,17 @@ class JobUpdateHandler:
         )
 
 
-def _job_id_hint(body: bytes) -> str | None:
-    """Best-effort job id from an invalid message, so its event has a subject."""
+def _identity_hint(body: bytes) -> tuple[str | None, str | None]:
+    """Best-effort (jobId, endpoint) from an invalid message, so its event can
+    still name the job. Only a well-formed id: it reaches log lines alerts parse."""
     try:
-        data = json.loads(body)
+        data = json.loads(body.removeprefix(b"\xef\xbb\xbf"))
     except ValueError:
-        return None
-    job_id = data.get("jobId") if isinstance(data, dict) else None
-    return job_id if isinstance(job_id, str) and len(job_id) <= 64 and job_id.isascii() else None
+        return None, None
+    if not isinstance(data, dict):
+        return None, None
+    job_id, endpoint = data.get("jobId"), data.get("endpoint")
+    return (
+        job_id if isinstance(job_id, str) and is_job_id(job_id) else None,
+        endpoint if isinstance(endpoint, str) else None,
+    )

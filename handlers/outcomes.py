@@ -108,13 +108,18 @@ def may_be_our_own_write(delivery_count: int, attempts: int) -> bool:
     return delivery_count > 1 or attempts > 1
 
 
-def changes(job: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
-    """Top-level properties the update would change: {name: {"from": old, "to": new}}."""
+def changes(job: dict[str, Any], body: dict[str, Any], *, replace_nested: bool = False) -> dict[str, Any]:
+    """Top-level properties the update would change: {name: {"from": old, "to": new}}.
+
+    With `replace_nested` (replace mode), a nested object counts as changed unless
+    it equals the stored one whole: Batch resets the fields it leaves out.
+    """
     current, wanted = _normalise(job), _normalise(body)
     out: dict[str, Any] = {}
     for name, new in wanted.items():
         old = current.get(name)
-        if not _contains(old, new):
+        same = old == new if replace_nested and isinstance(new, dict) else _contains(old, new)
+        if not same:
             out[name] = {"from": job.get(name), "to": body[name]}
     return out
 

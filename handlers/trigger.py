@@ -13,7 +13,6 @@ def inbound_from(msg: func.ServiceBusMessage) -> Inbound:
         body=msg.get_body(),
         message_id=msg.message_id or "",
         delivery_count=msg.delivery_count or 1,
-        session_id=msg.session_id,
     )
 
 
