@@ -82,7 +82,9 @@ def event_data(result: Result) -> dict[str, Any]:
         )
     if result.problems:
         data["problems"] = redact([p.as_dict() for p in result.problems])
-    if result.changes:
+    if (
+        result.changes or result.outcome is Outcome.dry_run
+    ):  # a dry run says so even when nothing would change
         data["changes"] = redact(result.changes)
     if result.already_applied:
         data["alreadyApplied"] = True

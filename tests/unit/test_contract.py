@@ -119,6 +119,24 @@ def test_minimal_update_is_valid_and_body_has_only_named_fields() -> None:
         ),
         ({"priorty": 5}, "$.update.priorty", "extra_forbidden"),
         ({"priority": None}, "$.update.priority", "null_not_allowed"),
+        ({"maxParallelTasks": 2**31}, "$.update.maxParallelTasks", "less_than_equal"),
+        (
+            {"constraints": {"maxTaskRetryCount": 2**31}},
+            "$.update.constraints.maxTaskRetryCount",
+            "less_than_equal",
+        ),
+        (
+            {
+                "poolInfo": {
+                    "autoPoolSpecification": {
+                        "poolLifetimeOption": "job",
+                        "pool": {"vmSize": "s", "startTask": None},
+                    }
+                }
+            },
+            "$.update.poolInfo.autoPoolSpecification.pool",
+            "null_not_allowed",
+        ),
         (
             {"constraints": {"maxWallClockTime": None}},
             "$.update.constraints.maxWallClockTime",
@@ -227,7 +245,14 @@ def test_dry_run_may_have_an_empty_update() -> None:
 )
 def test_allowed_condition_combinations(conditions: dict[str, str]) -> None:
     headers = parse_message(msg(update={"priority": 1}, conditions=conditions)).conditions.headers()
-    assert len(headers) == len(conditions)
+    names = {
+        "ifMatch": "If-Match",
+        "ifNoneMatch": "If-None-Match",
+        "ifModifiedSince": "If-Modified-Since",
+        "ifUnmodifiedSince": "If-Unmodified-Since",
+    }
+    assert set(headers) == {names[c] for c in conditions}
+    assert all(headers[names[c]] for c in conditions)
 
 
 @pytest.mark.parametrize(
@@ -337,3 +362,7 @@ def test_schema_is_strict() -> None:
     schema = JobUpdateMessage.model_json_schema(by_alias=True)
     assert schema["additionalProperties"] is False
     assert schema["required"] == ["schemaVersion"]
+
+
+def test_a_utf8_byte_order_mark_is_accepted() -> None:
+    assert parse_message(b"\xef\xbb\xbf" + msg(update={"priority": 1})).update.body() == {"priority": 1}
