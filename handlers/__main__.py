@@ -17,41 +17,56 @@ from typing import Any
 
 from handlers.batch_client import build_request, client_request_id_for
 from handlers.contract import InvalidMessage, JobUpdateMessage, check_ocp_date, json_schema, parse_message
-from handlers.endpoints import EndpointError, normalise_endpoint
+from handlers.endpoints import EndpointError, normalise_endpoint, parse_allowed_endpoint, resolve_endpoint
 from handlers.settings import DEFAULT_API_VERSION
 
 EXAMPLE_ENDPOINT = "https://{account}.{region}.batch.azure.com"
 
 
 def _messages(raw: bytes) -> Iterator[bytes]:
-    """One JSON document, or JSON Lines (one message per non-empty line)."""
+    """One JSON document, or JSON Lines (one message per non-empty line).
+
+    Several lines that are each a JSON object are JSON Lines; anything else is one
+    document (so a pretty-printed file with a syntax error gets its own error).
+    """
     text = raw.strip()
     if not text:
         return
-    try:
-        json.loads(text)
-    except ValueError:
-        lines = [line for line in text.splitlines() if line.strip()]
-        if len(lines) > 1:
+    lines = [line for line in text.splitlines() if line.strip()]
+    if len(lines) > 1 and all(
+        line.lstrip().startswith(b"{") and line.rstrip().endswith(b"}") for line in lines
+    ):
+        try:
+            for line in lines:
+                json.loads(line)
+        except ValueError:
+            pass
+        else:
             yield from lines
             return
     yield text
 
 
-def check_one(body: bytes, *, api_version: str, now: datetime) -> dict[str, Any]:
+def check_one(
+    body: bytes, *, api_version: str, now: datetime, allowed: frozenset[str] | None = None
+) -> dict[str, Any]:
     try:
         message = parse_message(body)
         check_ocp_date(message, now)
     except InvalidMessage as invalid:
         return {"valid": False, "problems": [p.as_dict() for p in invalid.problems]}
     try:
-        endpoint = normalise_endpoint(message.endpoint) if message.endpoint else EXAMPLE_ENDPOINT
+        # The function's allow-list rules: the given list, else any Batch account endpoint.
+        if message.endpoint is None:
+            endpoint = EXAMPLE_ENDPOINT
+        elif allowed is not None:
+            endpoint = resolve_endpoint(message.endpoint, allowed, None)
+        else:
+            endpoint = parse_allowed_endpoint(message.endpoint)
     except EndpointError as exc:
-        return {
-            "valid": False,
-            "problems": [{"path": "$.endpoint", "code": "invalid_endpoint", "message": str(exc)}],
-        }
-    return {"valid": True, "requests": [r.describe() for r in _requests(message, endpoint, api_version, now)]}
+        problem = {"path": "$.endpoint", "code": "endpoint_not_allowed", "message": str(exc)}
+        return {"valid": False, "problems": [problem]}
+    return {"valid": True, "requests": _requests(message, endpoint, api_version, now)}
 
 
 def _requests(message: JobUpdateMessage, endpoint: str, api_version: str, now: datetime) -> list[Any]:
@@ -71,10 +86,13 @@ def _requests(message: JobUpdateMessage, endpoint: str, api_version: str, now: d
 
     body = message.update.body()
     if message.options.dry_run:
-        return [request("GET")]
+        return [request("GET").describe()]
     if message.mode == "merge":
-        return [request("GET"), request("PATCH", body=body, if_match="<ETag read>")]
-    return [request("PATCH", conditions=message.conditions, body=body)]
+        # The PATCH body is the update merged into the job as read: shown here unmerged.
+        patch = request("PATCH", body=body, if_match="<ETag read>").describe()
+        patch["note"] = "merge mode: the body sent is this update merged into the job as read (GET above)"
+        return [request("GET").describe(), patch]
+    return [request("PATCH", conditions=message.conditions, body=body).describe()]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     check = commands.add_parser("check", help="validate messages and print the requests they make")
     check.add_argument("file", help="a JSON message, or JSON Lines of messages; - for stdin")
     check.add_argument("--api-version", default=DEFAULT_API_VERSION)
+    check.add_argument(
+        "--allowed-endpoints",
+        help="comma-separated allow-list, as BATCH_ALLOWED_ENDPOINTS (default: any Batch account endpoint)",
+    )
     commands.add_parser("schema", help="print the message JSON Schema")
     args = parser.parse_args(argv)
 
@@ -91,7 +113,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     raw = sys.stdin.buffer.read() if args.file == "-" else open(args.file, "rb").read()  # noqa: SIM115
     now = datetime.now(UTC)
-    results = [check_one(body, api_version=args.api_version, now=now) for body in _messages(raw)]
+    allowed = (
+        frozenset(normalise_endpoint(e) for e in args.allowed_endpoints.split(",") if e.strip())
+        if args.allowed_endpoints
+        else None
+    )
+    results = [
+        check_one(body, api_version=args.api_version, now=now, allowed=allowed) for body in _messages(raw)
+    ]
     for result in results:
         print(json.dumps(result, indent=2))
     if not results:

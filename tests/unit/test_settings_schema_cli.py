@@ -112,3 +112,51 @@ def test_setting_errors_do_not_echo_other_settings(monkeypatch: pytest.MonkeyPat
             BATCH_RETRY_BUDGET_SECONDS="-1",
         )
     assert "c2VjcmV0LWtleQ" not in str(caught.value)
+
+
+def test_check_applies_the_allow_list(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "m.json"
+    path.write_text(
+        json.dumps(
+            {
+                "schemaVersion": "1.0",
+                "jobId": "j",
+                "endpoint": "https://evil.example.com",
+                "update": {"priority": 1},
+            }
+        )
+    )
+    assert main(["check", str(path)]) == 1
+    assert json.loads(capsys.readouterr().out)["problems"][0]["code"] == "endpoint_not_allowed"
+    path.write_text(
+        json.dumps(
+            {
+                "schemaVersion": "1.0",
+                "jobId": "j",
+                "endpoint": "https://b.westeurope.batch.azure.com",
+                "update": {"priority": 1},
+            }
+        )
+    )
+    assert main(["check", str(path)]) == 0
+    capsys.readouterr()
+    assert main(["check", str(path), "--allowed-endpoints", "https://a.westeurope.batch.azure.com"]) == 1
+
+
+def test_check_reports_a_broken_pretty_printed_file_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "m.json"
+    path.write_text('{\n  "schemaVersion": "1.0",\n  "jobId": "j",\n  "update": {"priority": 1,}\n}\n')
+    assert main(["check", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert out.count('"valid": false') == 1
+    assert "json_invalid" in out
+
+
+def test_check_labels_the_merge_body(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", str(ROOT / "samples" / "merge-one-constraint.json")]) == 0
+    get, patch = json.loads(capsys.readouterr().out)["requests"]
+    assert get["method"] == "GET"
+    assert patch["headers"]["If-Match"] == "<ETag read>"
+    assert "merged" in patch["note"]
