@@ -51,6 +51,7 @@ class ServiceBusPublisher:
         self._lock = asyncio.Lock()
         self._pending: list[tuple[list[OutcomeEvent], asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self.transfers = 0  # sends to the broker (batches count once): how well coalescing works
 
     @classmethod
     def from_namespace(
@@ -105,6 +106,7 @@ class ServiceBusPublisher:
         sender = await self._get_sender()
         try:
             if len(messages) == 1:
+                self.transfers += 1
                 await sender.send_messages(messages[0])
                 return
             batch = await sender.create_message_batch()
@@ -112,9 +114,11 @@ class ServiceBusPublisher:
                 try:
                     batch.add_message(message)
                 except ValueError:  # batch full: send it, start another
+                    self.transfers += 1
                     await sender.send_messages(batch)
                     batch = await sender.create_message_batch()
                     batch.add_message(message)
+            self.transfers += 1
             await sender.send_messages(batch)
         except Exception:
             # Drop the sender: a broken link is rebuilt on the next publish.

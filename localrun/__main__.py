@@ -102,7 +102,7 @@ async def run(wait_seconds: float) -> int:
                 "JOB_UPDATES_MAX_DELIVERY_COUNT": "5",  # the queue's MaxDeliveryCount in Config.json
                 "OUTCOME_TOPIC": TOPIC,
                 "BATCH_ALLOWED_ENDPOINTS": emu.endpoint,
-            "BATCH_ALLOW_EMULATOR": "true",
+                "BATCH_ALLOW_EMULATOR": "true",
                 "BATCH_CA_BUNDLE": emu.ca_path,
             }
         )

@@ -29,7 +29,9 @@ def build_message(args: argparse.Namespace) -> dict[str, Any]:
     flags = {
         "priority": args.priority,
         "maxParallelTasks": args.max_parallel_tasks,
-        "allowTaskPreemption": args.allow_task_preemption,
+        "allowTaskPreemption": None
+        if args.allow_task_preemption is None
+        else args.allow_task_preemption == "true",
         "onAllTasksComplete": args.on_all_tasks_complete,
     }
     update.update({k: v for k, v in flags.items() if v is not None})
@@ -103,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--file", help="a REST update body (JSON) to use as `update` (Update-AzJob -JsonFilePath)")
     p.add_argument("--priority", type=int)
     p.add_argument("--max-parallel-tasks", type=int)
-    p.add_argument("--allow-task-preemption", type=lambda v: v.lower() == "true")
+    p.add_argument("--allow-task-preemption", choices=["true", "false"])
     p.add_argument("--on-all-tasks-complete")
     p.add_argument("--max-wall-clock-time")
     p.add_argument("--max-task-retry-count", type=int)

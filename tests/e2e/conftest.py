@@ -91,7 +91,10 @@ async def running_function(
     host = LocalFunctionsHost(
         app,
         stack.connection_string,
-        options=HostOptions.from_host_json(ROOT / "host.json", receive_wait_seconds=0.3),
+        # A short session idle timeout: tests end sooner than host.json's 30 s allows.
+        options=HostOptions.from_host_json(
+            ROOT / "host.json", receive_wait_seconds=0.3, session_idle_timeout_seconds=1.0
+        ),
     )
     task = asyncio.create_task(host.run())
     try:

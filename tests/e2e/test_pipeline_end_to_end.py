@@ -208,3 +208,28 @@ async def test_sessions_keep_per_job_order_while_jobs_run_in_parallel(
     a, b = fresh.emu.patch_log("job-a"), fresh.emu.patch_log("job-b")
     # In parallel: each job's updates started before the other job's finished.
     assert a[0].applied_at < b[-1].applied_at and b[0].applied_at < a[-1].applied_at
+
+
+async def test_publisher_coalesces_concurrent_events_and_fails_every_waiting_caller(fresh: Stack) -> None:
+    from azure.servicebus.aio import ServiceBusClient as Client
+
+    from handlers.events import build_event
+    from handlers.outcomes import Outcome, Result
+
+    await drain(fresh)
+    publisher = ServiceBusPublisher(
+        Client.from_connection_string(fresh.connection_string, retry_total=0), "job-outcomes"
+    )
+    events = [build_event(Result(Outcome.applied, job_id=f"j{i}"), f"coalesce-{i}") for i in range(20)]
+    try:
+        await asyncio.gather(*(publisher.publish([event]) for event in events))
+        assert publisher.transfers < len(events)  # calls that waited went out together
+        received = await collect(fresh, len(events))
+        assert sorted(r.message_id for r in received) == sorted(e.id for e in events)
+        fresh.broker.set_entity_available("job-outcomes", False)
+        more = [build_event(Result(Outcome.applied, job_id=f"k{i}"), f"down-{i}") for i in range(5)]
+        outcomes = await asyncio.gather(*(publisher.publish([e]) for e in more), return_exceptions=True)
+        assert all(isinstance(o, Exception) for o in outcomes)  # nobody is told "published" falsely
+    finally:
+        fresh.broker.set_entity_available("job-outcomes", True)
+        await publisher.aclose()

@@ -130,3 +130,18 @@ async def test_allowed_request_gets_a_credential() -> None:
     request = httpx.Request("GET", f"{ENDPOINT}/jobs/j?api-version=2025-06-01")
     sent = await auth.async_auth_flow(request).__anext__()
     assert sent.headers["Authorization"].startswith("SharedKey acct:")
+
+
+def test_the_http_client_keeps_no_cookies() -> None:
+    """Fails if an httpx upgrade moves the cookie jar our client replaces."""
+    from handlers.batch_client import make_http_client
+    from handlers.transport import NoCookies
+
+    auth = BatchAuth(frozenset({ENDPOINT}), shared_key=SharedKey.from_base64("acct", KEY))
+    client = make_http_client(ca_bundle=None, timeout=5, max_connections=1, auth=auth)
+    assert isinstance(client.cookies, NoCookies)
+    response = httpx.Response(
+        200, headers={"Set-Cookie": "s=1; Path=/"}, request=httpx.Request("GET", ENDPOINT)
+    )
+    client.cookies.extract_cookies(response)
+    assert list(client.cookies.jar) == []
