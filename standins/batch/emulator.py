@@ -20,13 +20,12 @@ import tempfile
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 import trustme
 from aiohttp import web
 
-from standins import LoopThread
+from standins import LoopThread, StartStop
 from standins.batch.auth import AuthSettings
 from standins.batch.faults import Fault, FaultQueue
 from standins.batch.recording import RecordedRequest, RequestLog
@@ -34,7 +33,7 @@ from standins.batch.service import SUPPORTED_API_VERSIONS, BatchService, Service
 from standins.batch.store import AppliedPatch, JobStore, render_job
 
 
-class BatchEmulator:
+class BatchEmulator(StartStop):
     """A local Batch account implementing GET/PATCH /jobs/{jobId} (Update Job contract)."""
 
     def __init__(
@@ -116,17 +115,6 @@ class BatchEmulator:
         if self._tls_dir is not None:
             shutil.rmtree(self._tls_dir, ignore_errors=True)
             self._tls_dir = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # --- where and how to connect -------------------------------------------------------
 

@@ -116,6 +116,8 @@ class LocalFunctionsHost:
     ) -> None:
         (fn,) = [f for f in app.get_functions() if function_name in (None, f.get_function_name())]
         trigger = fn.get_trigger()
+        if trigger is None:
+            raise ValueError(f"function {fn.get_function_name()} has no trigger")
         binding = trigger.get_dict_repr()
         self.function_name = fn.get_function_name()
         self.arg_name = binding["name"]

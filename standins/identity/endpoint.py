@@ -21,12 +21,11 @@ import secrets
 import threading
 import uuid
 from collections import Counter
-from types import TracebackType
 from typing import Self
 
 from aiohttp import web
 
-from standins import LoopThread
+from standins import LoopThread, StartStop
 from standins.identity.tokens import DEFAULT_TENANT_ID, issue_token
 
 API_VERSION = "2019-08-01"
@@ -34,7 +33,7 @@ TOKEN_PATH = "/msi/token"
 DEFAULT_CLIENT_ID = "11111111-1111-1111-1111-111111111111"
 
 
-class TokenEndpoint:
+class TokenEndpoint(StartStop):
     """Issues HS256 JWTs for any resource to callers that present the identity header.
 
     `requests` counts token requests per requested resource (refused ones too),
@@ -94,17 +93,6 @@ class TokenEndpoint:
             self._loop_thread.run(self._runner.cleanup())
             self._runner = None
         self._loop_thread.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     async def _start_site(self) -> None:
         app = web.Application()

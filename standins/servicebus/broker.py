@@ -26,6 +26,8 @@ from typing import Any
 from proton import Condition, Delivery, Endpoint, Event, Handler, Link, Message, Terminus, int32, symbol
 from proton.reactor import Container
 
+from standins import StartStop
+
 from . import mgmt
 from .codec import DecodeError, dotnet_ticks, split_batch
 from .config import NamespaceConfig, load_config
@@ -709,7 +711,7 @@ class _Running:
     errors: list[BaseException] = field(default_factory=list)
 
 
-class LocalBroker:
+class LocalBroker(StartStop):
     """A local AMQP 1.0 broker that the unmodified azure-servicebus SDK can use.
 
     ``config`` is a path to an emulator-shaped Config.json or an equivalent dict.
@@ -782,12 +784,6 @@ class LocalBroker:
             raise RuntimeError("local Service Bus broker did not stop in time")
         if running.errors:
             raise RuntimeError("local Service Bus broker failed") from running.errors[0]
-
-    def __enter__(self) -> LocalBroker:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # ------------------------------------------------------------------ addressing
     @property
