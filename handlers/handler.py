@@ -296,6 +296,8 @@ class JobUpdateHandler:
 
     def _log(self, result: Result, message_id: str, started: float, *, transient: bool = False) -> None:
         # One line per message; infra's alert queries parse these key=value pairs.
+        if not log.isEnabledFor(logging.INFO):
+            return  # skip the argument work (redaction) when nobody listens
         log.info(
             "job-update outcome=%s jobId=%s httpStatus=%s errorCode=%s attempts=%d messageId=%s "
             "durationMs=%.1f",

@@ -101,17 +101,23 @@ def _owned_session(ctx: MgmtContext, entity: MessageEntity, body: dict[str, Any]
     return owner, session_id
 
 
+def _locked(ctx: MgmtContext, raw: Any) -> tuple[uuid.UUID, MessageEntity]:
+    """The entity holding a lock token, or the service's lock-lost error."""
+    token = _uuid(raw)
+    entity = ctx.namespace.lock_index.get(token)
+    if entity is None:
+        raise EntityError(
+            "com.microsoft:message-lock-lost",
+            "The lock supplied is invalid. Either the lock expired, or the message has "
+            "already been removed from the queue.",
+        )
+    return token, entity
+
+
 def renew_lock(ctx: MgmtContext, body: dict[str, Any]) -> MgmtResponse:
     expirations = []
-    for token in _items(body.get("lock-tokens")):
-        token = _uuid(token)
-        entity = ctx.namespace.lock_index.get(token)
-        if entity is None:
-            raise EntityError(
-                "com.microsoft:message-lock-lost",
-                "The lock supplied is invalid. Either the lock expired, or the message has "
-                "already been removed from the queue.",
-            )
+    for raw in _items(body.get("lock-tokens")):
+        token, entity = _locked(ctx, raw)
         expirations.append(entity.renew(token, ctx.now))
     return _ok({"expirations": _timestamps(expirations)})
 
@@ -121,15 +127,8 @@ def update_disposition(ctx: MgmtContext, body: dict[str, Any]) -> MgmtResponse:
     action = _DISPOSITIONS.get(status)
     if action is None:
         raise EntityError("com.microsoft:argument-error", f"unknown disposition-status {status!r}")
-    for token in _items(body.get("lock-tokens")):
-        token = _uuid(token)
-        entity = ctx.namespace.lock_index.get(token)
-        if entity is None:
-            raise EntityError(
-                "com.microsoft:message-lock-lost",
-                "The lock supplied is invalid. Either the lock expired, or the message has "
-                "already been removed from the queue.",
-            )
+    for raw in _items(body.get("lock-tokens")):
+        token, entity = _locked(ctx, raw)
         reason = body.get("deadletter-reason") or None
         description = body.get("deadletter-description") or None
         entity.settle(token, action, ctx.now, reason=reason, description=description)
