@@ -490,6 +490,22 @@ def test_malformed_date_condition_is_invalid_header(emu: BatchEmulator, http: ht
             "subnetId",
         ),
         ({"networkConfiguration": {"subnetId": "x"}}, "MissingRequiredProperty", "skipWithdrawFromVNet"),
+        # Durations: XmlConvert's grammar, Int32 components, Int64 ticks in all.
+        (
+            {"constraints": {"maxWallClockTime": "P10675199DT2H48M5.477581S"}},
+            "InvalidPropertyValue",
+            "maxWallClockTime",
+        ),
+        (
+            {"constraints": {"maxWallClockTime": "P10675199DT2H48M5.4775808S"}},
+            "InvalidPropertyValue",
+            "maxWallClockTime",
+        ),
+        ({"constraints": {"maxWallClockTime": "PT2147483648S"}}, "InvalidPropertyValue", "maxWallClockTime"),
+        ({"constraints": {"maxWallClockTime": "PT\u0661H"}}, "InvalidPropertyValue", "maxWallClockTime"),
+        ({"constraints": {"maxWallClockTime": "-PT1H"}}, "InvalidPropertyValue", "maxWallClockTime"),
+        ({"constraints": {"maxWallClockTime": "P1W"}}, "InvalidPropertyValue", "maxWallClockTime"),
+        ({"constraints": {"maxWallClockTime": "P1DT"}}, "InvalidPropertyValue", "maxWallClockTime"),
         ([{"priority": 1}], "InvalidRequestBody", None),
     ],
 )
@@ -611,6 +627,32 @@ def test_auto_pool_only_keep_alive_changes(emulator: BatchEmulator, http: httpx.
     assert call(http, "PATCH", body=keep_alive).status_code == 200
     other = {"poolInfo": {"autoPoolSpecification": {**spec, "pool": {"vmSize": "standard_d4_v3"}}}}
     assert call(http, "PATCH", body=other).status_code == 409
+
+
+# --- durations ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sent", "stored"),
+    [
+        ("P10675199DT2H48M5.4775807S", "P10675199DT2H48M5.4775807S"),  # Int64.MaxValue ticks, exactly
+        ("P10675199DT2H48M5.4775806S", "P10675199DT2H48M5.4775806S"),
+        ("PT0.0000001S", "PT0.0000001S"),  # one tick
+        ("PT1.99999999999S", "PT1.9999999S"),  # digits past the 7th are truncated, not rounded
+        ("PT0.00000009S", "PT0S"),
+        ("P13M", "P395D"),  # 12 months are a 365-day year, the rest 30 days each
+        ("P1Y1M", "P395D"),
+        (" PT1H ", "PT1H"),  # XsdDuration trims
+        ("PT.5S", "PT0.5S"),
+        ("PT1.S", "PT1S"),
+        ("PT2147483647S", "P24855DT3H14M7S"),  # Int32.MaxValue seconds
+    ],
+)
+def test_durations_are_stored_at_tick_precision(
+    emu: BatchEmulator, http: httpx.Client, sent: str, stored: str
+) -> None:
+    assert call(http, "PATCH", body={"constraints": {"maxWallClockTime": sent}}).status_code == 200
+    assert call(http, "GET").json()["constraints"]["maxWallClockTime"] == stored
 
 
 # --- query parameters ---------------------------------------------------------------------------
