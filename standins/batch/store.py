@@ -143,8 +143,9 @@ class JobStore:
             state = fields["state"]
             if state in STATE_CONFLICTS:
                 raise BatchServiceError(409, STATE_CONFLICTS[state])
+            resolved = dict(update)
             if "poolInfo" in update:
-                _check_pool_change(fields, update["poolInfo"])
+                resolved["poolInfo"] = _resolve_pool_info(fields, update["poolInfo"])
             if (
                 fields.get("onAllTasksComplete") == "terminatejob"
                 and update.get("onAllTasksComplete") == "noaction"
@@ -154,8 +155,12 @@ class JobStore:
                     "noaction",
                     "once terminatejob is set, a job cannot be changed back to noaction",
                 )
+            if "networkConfiguration" in update:
+                resolved["networkConfiguration"] = _resolve_network_configuration(
+                    fields, update["networkConfiguration"]
+                )
             etag_before = fields["eTag"]
-            for name, value in update.items():
+            for name, value in resolved.items():
                 fields[name] = copy.deepcopy(value)
             if fields.get("metadata") == []:
                 del fields["metadata"]
@@ -165,7 +170,7 @@ class JobStore:
                 AppliedPatch(
                     job_id=fields["id"],
                     body=copy.deepcopy(dict(body)),
-                    applied=copy.deepcopy(dict(update)),
+                    applied=copy.deepcopy(resolved),
                     etag_before=etag_before,
                     etag_after=fields["eTag"],
                     request_id=request_id,
@@ -232,39 +237,57 @@ class JobStore:
         return fields
 
 
-def _check_pool_change(fields: Mapping[str, Any], new_pool_info: Mapping[str, Any]) -> None:
-    """poolInfo may change only while the job is disabled; an auto pool only in keepAlive."""
+_AUTO_POOL_RULE = (
+    "only keepAlive of an auto pool specification can change, and only with poolLifetimeOption job"
+)
+
+
+def _resolve_pool_info(fields: Mapping[str, Any], new_pool_info: Mapping[str, Any]) -> dict[str, Any]:
+    """The poolInfo the job will have, or the 409 the service answers.
+
+    BatchJobUpdateOptions.poolInfo: "You may change the Pool for a Job only when the
+    Job is disabled ... If you specify an autoPoolSpecification in the poolInfo, only
+    the keepAlive property of the autoPoolSpecification can be updated, and then only
+    if the autoPoolSpecification has a poolLifetimeOption of Job". So an
+    autoPoolSpecification in a PATCH needs a stored auto pool with lifetime job; every
+    property it states other than keepAlive must equal the stored one; the ones it
+    omits keep their stored values; keepAlive is the body's (false when omitted).
+    """
     if fields["state"] != "disabled":
         raise BatchServiceError(
             409,
             "OperationInvalidForCurrentState",
             values=(("Reason", "poolInfo can be changed only while the job is disabled"),),
         )
-    new_spec = new_pool_info.get("autoPoolSpecification")
-    if new_spec is None:
-        return
-    old_spec = fields.get("poolInfo", {}).get("autoPoolSpecification")
-    allowed = (
-        old_spec is not None
-        and old_spec.get("poolLifetimeOption") == "job"
-        and _without_keep_alive(old_spec) == _without_keep_alive(new_spec)
-    )
-    if not allowed:
-        raise BatchServiceError(
-            409,
-            "OperationInvalidForCurrentState",
-            values=(
-                (
-                    "Reason",
-                    "only keepAlive of an auto pool specification can change, and only with "
-                    "poolLifetimeOption job",
-                ),
-            ),
-        )
+    given = new_pool_info.get("autoPoolSpecification")
+    if given is None:
+        return dict(new_pool_info)
+    stored = fields.get("poolInfo", {}).get("autoPoolSpecification")
+    if stored is None or str(stored.get("poolLifetimeOption", "")).lower() != "job":
+        raise _auto_pool_conflict()
+    for name, value in given.items():
+        if name == "keepAlive":
+            continue
+        current = stored.get(name)
+        if name == "poolLifetimeOption" and isinstance(current, str):
+            current = current.lower()
+        if value != current:
+            raise _auto_pool_conflict()
+    return {"autoPoolSpecification": {**copy.deepcopy(stored), "keepAlive": given["keepAlive"]}}
 
 
-def _without_keep_alive(spec: Mapping[str, Any]) -> dict[str, Any]:
-    return {name: value for name, value in spec.items() if name != "keepAlive"}
+def _auto_pool_conflict() -> BatchServiceError:
+    return BatchServiceError(409, "OperationInvalidForCurrentState", values=(("Reason", _AUTO_POOL_RULE),))
+
+
+def _resolve_network_configuration(fields: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
+    """subnetId has no default: omitted, the job keeps its subnet; with none, 400."""
+    if "subnetId" in given:
+        return dict(given)
+    stored = fields.get("networkConfiguration") or {}
+    if "subnetId" not in stored:
+        raise BatchServiceError(400, "MissingRequiredProperty", values=(("PropertyName", "subnetId"),))
+    return {"subnetId": stored["subnetId"], "skipWithdrawFromVNet": given["skipWithdrawFromVNet"]}
 
 
 def _parse_time(text: str) -> datetime:

@@ -1,16 +1,29 @@
 """Service-side checks of an Update Job (PATCH) body, before any job is touched.
 
-The REST schema (`BatchJobUpdateOptions`, api-version 2025-06-01 / 2026-10-01)
-only gives shapes; the rules below are the ones the service enforces per the
-property documentation: priority -1000..1000; maxParallelTasks -1 or > 0;
-maxTaskRetryCount >= -1; durations in ISO 8601; enum values matched
-case-insensitively; metadata names non-empty; poolInfo naming exactly one of
-poolId / autoPoolSpecification; no JSON null; no properties outside the model.
+The REST schema (`BatchJobUpdateOptions`, identical in api-version 2025-06-01
+and 2026-10-01, Azure/azure-rest-api-specs
+`specification/batch/data-plane/Batch/stable/{version}/BatchService.json`) gives
+the shapes: the nested objects are the `*Update` variants, none of which has a
+required property (`BatchPoolInfoUpdate`, `BatchAutoPoolSpecificationUpdate`,
+`BatchPoolSpecificationUpdate`, `BatchJobNetworkConfigurationUpdate`; the
+property names are the tuples below). The rules are the ones the property
+documentation says the service enforces: priority -1000..1000; maxParallelTasks
+-1 or > 0; maxTaskRetryCount >= -1; durations in ISO 8601 (see durations.py);
+enum values matched case-insensitively; metadata names non-empty; poolInfo
+naming exactly one of poolId / autoPoolSpecification ("You must specify either
+the Pool ID or the auto Pool specification, but not both", also on
+BatchPoolInfoUpdate); autoPoolIdPrefix at most 20 characters; subnetId of the
+form /subscriptions/{s}/resourceGroups/{g}/providers/{provider}/virtualNetworks/
+{n}/subnets/{sn}; no JSON null; no properties outside the model.
 
-The result is the *normalised* body: every nested object complete with the
-service's defaults, because the service merges at the top level only (a nested
-object replaces the stored one whole). Rules that need the stored job
-(terminatejob -> noaction, poolInfo and state) live in `store.py`.
+The result is the normalised body. `constraints` and `metadata` are complete:
+the service merges at the top level only, so they replace the stored ones whole,
+with defaults. `poolInfo.autoPoolSpecification` and `networkConfiguration` carry
+only what the body gave (plus keepAlive / skipWithdrawFromVNet defaulted to
+false); `store.py` completes them from the stored job, because their remaining
+properties have no default (see the README's reading). Rules that need the
+stored job (terminatejob -> noaction, poolInfo and state, a subnet to keep)
+live in `store.py`.
 
 Where the service's exact error code is undocumented (type mismatches, a missing
 nested property), the nearest documented code is used: InvalidPropertyValue,
@@ -38,15 +51,53 @@ UPDATABLE_PROPERTIES = (
     "metadata",
     "networkConfiguration",
 )
+# Property names of the models in the current swagger (2025-06-01 = 2026-10-01).
+JOB_CONSTRAINTS_PROPERTIES = ("maxWallClockTime", "maxTaskRetryCount")  # BatchJobConstraints
+METADATA_ITEM_PROPERTIES = ("name", "value")  # BatchMetadataItem (both required)
+POOL_INFO_UPDATE_PROPERTIES = ("poolId", "autoPoolSpecification")  # BatchPoolInfoUpdate
+AUTO_POOL_SPECIFICATION_UPDATE_PROPERTIES = (  # BatchAutoPoolSpecificationUpdate
+    "autoPoolIdPrefix",
+    "poolLifetimeOption",
+    "keepAlive",
+    "pool",
+)
+POOL_SPECIFICATION_UPDATE_PROPERTIES = (  # BatchPoolSpecificationUpdate
+    "displayName",
+    "vmSize",
+    "virtualMachineConfiguration",
+    "taskSlotsPerNode",
+    "taskSchedulingPolicy",
+    "resizeTimeout",
+    "targetDedicatedNodes",
+    "targetLowPriorityNodes",
+    "enableAutoScale",
+    "autoScaleFormula",
+    "autoScaleEvaluationInterval",
+    "enableInterNodeCommunication",
+    "networkConfiguration",
+    "startTask",
+    "applicationPackageReferences",
+    "userAccounts",
+    "metadata",
+    "mountConfiguration",
+    "upgradePolicy",
+)
+JOB_NETWORK_CONFIGURATION_UPDATE_PROPERTIES = (  # BatchJobNetworkConfigurationUpdate
+    "subnetId",
+    "skipWithdrawFromVNet",
+)
 ON_ALL_TASKS_COMPLETE = ("noaction", "terminatejob")
 POOL_LIFETIME_OPTIONS = ("jobschedule", "job")
 MAX_ID_LENGTH = 64
 MAX_AUTO_POOL_PREFIX = 20
+# The spec text: "/subscriptions/{subscription}/resourceGroups/{group}/providers/
+# {provider}/virtualNetworks/{network}/subnets/{subnet}" -- any provider segment.
 SUBNET_ID = re.compile(
-    r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Network/"
-    r"virtualNetworks/[^/]+/subnets/[^/]+$",
+    r"/subscriptions/[^/]+/resourceGroups/[^/]+/providers/[^/]+/"
+    r"virtualNetworks/[^/]+/subnets/[^/]+",
     re.IGNORECASE,
 )
+SUBNET_ID_FORM = "/subscriptions/{s}/resourceGroups/{g}/providers/{provider}/virtualNetworks/{n}/subnets/{sn}"
 
 
 def parse_json_body(raw: bytes) -> dict[str, Any]:
@@ -102,7 +153,7 @@ def validate_job_update(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _constraints(value: Mapping[str, Any]) -> dict[str, Any]:
-    _reject_unknown(value, ("maxWallClockTime", "maxTaskRetryCount"))
+    _reject_unknown(value, JOB_CONSTRAINTS_PROPERTIES)
     wall_clock = UNLIMITED
     if "maxWallClockTime" in value:
         wall_clock = _duration(value, "maxWallClockTime")
@@ -113,7 +164,7 @@ def _constraints(value: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _pool_info(value: Mapping[str, Any]) -> dict[str, Any]:
-    _reject_unknown(value, ("poolId", "autoPoolSpecification"))
+    _reject_unknown(value, POOL_INFO_UPDATE_PROPERTIES)
     has_pool_id = "poolId" in value
     has_auto = "autoPoolSpecification" in value
     if has_pool_id == has_auto:
@@ -125,25 +176,34 @@ def _pool_info(value: Mapping[str, Any]) -> dict[str, Any]:
         if not pool_id or len(pool_id) > MAX_ID_LENGTH:
             raise invalid_property("poolId", pool_id, f"must be 1 to {MAX_ID_LENGTH} characters")
         return {"poolId": pool_id}
-    spec = _object(value, "autoPoolSpecification")
-    _reject_unknown(spec, ("autoPoolIdPrefix", "poolLifetimeOption", "keepAlive", "pool"))
-    if "poolLifetimeOption" not in spec:
-        raise _missing("poolLifetimeOption")
-    normalised: dict[str, Any] = {
-        "poolLifetimeOption": _enum(spec, "poolLifetimeOption", POOL_LIFETIME_OPTIONS),
-        "keepAlive": _bool(spec, "keepAlive") if "keepAlive" in spec else False,
-    }
+    return {"autoPoolSpecification": _auto_pool_specification(_object(value, "autoPoolSpecification"))}
+
+
+def _auto_pool_specification(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """What the body says of the auto pool; the store completes it from the stored job.
+
+    No property is required (BatchAutoPoolSpecificationUpdate). keepAlive, the one
+    property a PATCH may change, defaults to false when omitted (top-level replace
+    semantics); the others cannot change, so an omitted one keeps its stored value.
+    """
+    _reject_unknown(spec, AUTO_POOL_SPECIFICATION_UPDATE_PROPERTIES)
+    given: dict[str, Any] = {"keepAlive": _bool(spec, "keepAlive") if "keepAlive" in spec else False}
+    if "poolLifetimeOption" in spec:
+        given["poolLifetimeOption"] = _enum(spec, "poolLifetimeOption", POOL_LIFETIME_OPTIONS)
     if "autoPoolIdPrefix" in spec:
         prefix = _string(spec, "autoPoolIdPrefix")
         if len(prefix) > MAX_AUTO_POOL_PREFIX:
             raise invalid_property(
                 "autoPoolIdPrefix", prefix, f"must be at most {MAX_AUTO_POOL_PREFIX} characters"
             )
-        normalised["autoPoolIdPrefix"] = prefix
+        given["autoPoolIdPrefix"] = prefix
     if "pool" in spec:
-        # A full pool specification; the emulator stores it without checking it.
-        normalised["pool"] = _object(spec, "pool")
-    return {"autoPoolSpecification": normalised}
+        pool = _object(spec, "pool")
+        # BatchPoolSpecificationUpdate: property names are checked, nothing is
+        # required (no vmSize needed); deeper levels are stored as given.
+        _reject_unknown(pool, POOL_SPECIFICATION_UPDATE_PROPERTIES)
+        given["pool"] = dict(pool)
+    return given
 
 
 def _metadata(value: Any) -> list[dict[str, str]]:
@@ -153,8 +213,8 @@ def _metadata(value: Any) -> list[dict[str, str]]:
     for item in value:
         if not isinstance(item, dict):
             raise invalid_property("metadata", item, "each item must be a {name, value} object")
-        _reject_unknown(item, ("name", "value"))
-        for required in ("name", "value"):
+        _reject_unknown(item, METADATA_ITEM_PROPERTIES)
+        for required in METADATA_ITEM_PROPERTIES:
             if required not in item:
                 raise _missing(required)
         name, text = _string(item, "name"), _string(item, "value")
@@ -165,19 +225,21 @@ def _metadata(value: Any) -> list[dict[str, str]]:
 
 
 def _network_configuration(value: Mapping[str, Any]) -> dict[str, Any]:
-    _reject_unknown(value, ("subnetId", "skipWithdrawFromVNet"))
-    for required in ("subnetId", "skipWithdrawFromVNet"):
-        if required not in value:
-            raise _missing(required)
-    subnet_id = _string(value, "subnetId")
-    if not SUBNET_ID.match(subnet_id):
-        raise invalid_property(
-            "subnetId",
-            subnet_id,
-            "must be an ARM subnet id: /subscriptions/{s}/resourceGroups/{g}/providers/"
-            "Microsoft.Network/virtualNetworks/{n}/subnets/{sn}",
-        )
-    return {"subnetId": subnet_id, "skipWithdrawFromVNet": _bool(value, "skipWithdrawFromVNet")}
+    """BatchJobNetworkConfigurationUpdate: nothing required.
+
+    skipWithdrawFromVNet "Defaults to false"; subnetId has no default, so when it
+    is omitted the store keeps the job's current subnet (or refuses if it has none).
+    """
+    _reject_unknown(value, JOB_NETWORK_CONFIGURATION_UPDATE_PROPERTIES)
+    result: dict[str, Any] = {}
+    if "subnetId" in value:
+        subnet_id = _string(value, "subnetId")
+        if not SUBNET_ID.fullmatch(subnet_id):
+            raise invalid_property("subnetId", subnet_id, f"must be an ARM subnet id: {SUBNET_ID_FORM}")
+        result["subnetId"] = subnet_id
+    skip = _bool(value, "skipWithdrawFromVNet") if "skipWithdrawFromVNet" in value else False
+    result["skipWithdrawFromVNet"] = skip
+    return result
 
 
 # --- primitive checks ----------------------------------------------------------------

@@ -489,7 +489,24 @@ def test_malformed_date_condition_is_invalid_header(emu: BatchEmulator, http: ht
             "InvalidPropertyValue",
             "subnetId",
         ),
-        ({"networkConfiguration": {"subnetId": "x"}}, "MissingRequiredProperty", "skipWithdrawFromVNet"),
+        ({"networkConfiguration": {"subnetId": "x"}}, "InvalidPropertyValue", "subnetId"),
+        (
+            # no providers/{provider} segment
+            {
+                "networkConfiguration": {
+                    "subnetId": "/subscriptions/s/resourceGroups/g/virtualNetworks/v/subnets/a"
+                }
+            },
+            "InvalidPropertyValue",
+            "subnetId",
+        ),
+        ({"networkConfiguration": {"vnetId": "x"}}, "UnsupportedProperty", "vnetId"),
+        ({"poolInfo": {"autoPoolSpecification": {"keepalive": True}}}, "UnsupportedProperty", "keepalive"),
+        (
+            {"poolInfo": {"autoPoolSpecification": {"pool": {"vmSizes": "standard_d2_v3"}}}},
+            "UnsupportedProperty",
+            "vmSizes",
+        ),
         # Durations: XmlConvert's grammar, Int32 components, Int64 ticks in all.
         (
             {"constraints": {"maxWallClockTime": "P10675199DT2H48M5.477581S"}},
@@ -629,7 +646,115 @@ def test_auto_pool_only_keep_alive_changes(emulator: BatchEmulator, http: httpx.
     assert call(http, "PATCH", body=other).status_code == 409
 
 
-# --- durations ----------------------------------------------------------------------------------
+# --- the current spec's *Update models (2025-06-01 = 2026-10-01) --------------------------------
+#
+# These bodies go out raw through httpx: azure-batch 15.1's models predate the *Update
+# variants and still type the create-time required fields (BatchAutoPoolSpecification's
+# pool_lifetime_option, BatchPoolSpecification's vm_size, BatchJobNetworkConfiguration's
+# subnet_id), so building them with the SDK would not type-check where the current spec
+# makes them valid.
+
+SUBNET = "/subscriptions/s/resourceGroups/g/providers/Microsoft.Network/virtualNetworks/v/subnets/a"
+AUTO_POOL = {
+    "autoPoolIdPrefix": "auto",
+    "poolLifetimeOption": "job",
+    "keepAlive": False,
+    "pool": {"vmSize": "standard_d2_v3", "targetDedicatedNodes": 1},
+}
+
+
+def seed_auto_pool_job(emulator: BatchEmulator, **spec: Any) -> None:
+    emulator.reset()
+    emulator.add_job(
+        {"id": JOB, "state": "disabled", "poolInfo": {"autoPoolSpecification": {**AUTO_POOL, **spec}}}
+    )
+
+
+@pytest.mark.parametrize("api_version", ["2025-06-01", "2026-10-01"])
+def test_keep_alive_alone_changes_an_auto_pool_in_both_versions(
+    emulator: BatchEmulator, http: httpx.Client, api_version: str
+) -> None:
+    seed_auto_pool_job(emulator)
+    body = {"poolInfo": {"autoPoolSpecification": {"keepAlive": True}}}
+    response = call(http, "PATCH", body=body, params={"api-version": api_version, "timeOut": "10"})
+    assert response.status_code == 200
+    # Omitted properties cannot change, so they keep their stored values.
+    assert emulator.job(JOB)["poolInfo"] == {"autoPoolSpecification": {**AUTO_POOL, "keepAlive": True}}  # type: ignore[index]
+    (patch,) = emulator.patch_log(JOB)
+    assert patch.applied["poolInfo"]["autoPoolSpecification"]["keepAlive"] is True
+
+
+def test_auto_pool_restating_unchanged_properties_is_allowed_and_keep_alive_defaults(
+    emulator: BatchEmulator, http: httpx.Client
+) -> None:
+    seed_auto_pool_job(emulator, keepAlive=True)
+    same = {"autoPoolIdPrefix": "auto", "poolLifetimeOption": "Job", "pool": AUTO_POOL["pool"]}
+    assert call(http, "PATCH", body={"poolInfo": {"autoPoolSpecification": same}}).status_code == 200
+    # The nested object replaces the stored one, with defaults: keepAlive omitted is false.
+    assert emulator.job(JOB)["poolInfo"]["autoPoolSpecification"] == AUTO_POOL  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"autoPoolIdPrefix": "other"},
+        {"poolLifetimeOption": "jobschedule"},
+        {"pool": {"targetDedicatedNodes": 1}},  # valid without vmSize, but a different pool
+        {"keepAlive": True, "pool": {"vmSize": "standard_d4_v3", "targetDedicatedNodes": 1}},
+    ],
+)
+def test_auto_pool_changes_other_than_keep_alive_are_409(
+    emulator: BatchEmulator, http: httpx.Client, spec: dict[str, Any]
+) -> None:
+    seed_auto_pool_job(emulator)
+    response = call(http, "PATCH", body={"poolInfo": {"autoPoolSpecification": spec}})
+    assert response.status_code == 409
+    assert error_of(response)[0] == "OperationInvalidForCurrentState"
+    assert emulator.patch_log(JOB) == []
+
+
+def test_keep_alive_needs_a_disabled_job_on_an_auto_pool_with_lifetime_job(
+    emulator: BatchEmulator, http: httpx.Client
+) -> None:
+    keep_alive = {"poolInfo": {"autoPoolSpecification": {"keepAlive": True}}}
+    seed_auto_pool_job(emulator, poolLifetimeOption="jobschedule")
+    assert call(http, "PATCH", body=keep_alive).status_code == 409
+    seed_auto_pool_job(emulator)
+    emulator.set_job_state(JOB, "active")
+    assert call(http, "PATCH", body=keep_alive).status_code == 409
+    emulator.reset()
+    emulator.add_job({"id": JOB, "state": "disabled", "poolInfo": {"poolId": "pool-a"}})
+    assert call(http, "PATCH", body=keep_alive).status_code == 409  # no auto pool to change
+
+
+def test_network_configuration_without_subnet_keeps_the_jobs_subnet(
+    emulator: BatchEmulator, http: httpx.Client
+) -> None:
+    emulator.reset()
+    emulator.add_job({"id": JOB, "networkConfiguration": {"subnetId": SUBNET, "skipWithdrawFromVNet": False}})
+    body = {"networkConfiguration": {"skipWithdrawFromVNet": True}}
+    assert call(http, "PATCH", body=body).status_code == 200
+    assert emulator.job(JOB)["networkConfiguration"] == {"subnetId": SUBNET, "skipWithdrawFromVNet": True}  # type: ignore[index]
+    # skipWithdrawFromVNet "Defaults to false" when the replacing object omits it.
+    assert call(http, "PATCH", body={"networkConfiguration": {"subnetId": SUBNET}}).status_code == 200
+    assert emulator.job(JOB)["networkConfiguration"] == {"subnetId": SUBNET, "skipWithdrawFromVNet": False}  # type: ignore[index]
+
+
+def test_network_configuration_without_subnet_on_a_job_without_one_is_400(
+    emu: BatchEmulator, http: httpx.Client
+) -> None:
+    response = call(http, "PATCH", body={"networkConfiguration": {"skipWithdrawFromVNet": True}})
+    assert response.status_code == 400
+    assert error_of(response) == ("MissingRequiredProperty", {"PropertyName": "subnetId"})
+    assert "networkConfiguration" not in emu.job(JOB)  # type: ignore[operator]
+
+
+def test_subnet_id_provider_segment_is_not_fixed(emu: BatchEmulator, http: httpx.Client) -> None:
+    subnet = (
+        "/subscriptions/s/resourceGroups/g/providers/Microsoft.ClassicNetwork/virtualNetworks/v/subnets/a"
+    )
+    assert call(http, "PATCH", body={"networkConfiguration": {"subnetId": subnet}}).status_code == 200
+    assert emu.job(JOB)["networkConfiguration"]["subnetId"] == subnet  # type: ignore[index]
 
 
 @pytest.mark.parametrize(
@@ -655,6 +780,13 @@ def test_durations_are_stored_at_tick_precision(
     assert call(http, "GET").json()["constraints"]["maxWallClockTime"] == stored
 
 
+def test_duplicate_metadata_names_are_stored_as_sent(emu: BatchEmulator, http: httpx.Client) -> None:
+    # The spec sets no rule and the service's answer is undocumented: keep both, in order.
+    items = [{"name": "a", "value": "1"}, {"name": "a", "value": "2"}, {"name": "A", "value": "3"}]
+    assert call(http, "PATCH", body={"metadata": items}).status_code == 200
+    assert call(http, "GET").json()["metadata"] == items
+
+
 # --- query parameters ---------------------------------------------------------------------------
 
 
@@ -670,6 +802,7 @@ def test_durations_are_stored_at_tick_precision(
         ({"api-version": API, "timeOut": "90"}, 200, None),
         ({"api-version": "2024-07-01.20.0", "timeout": "30"}, 200, None),
         ({"api-version": "2026-10-01", "timeOut": "5"}, 200, None),
+        ({"api-version": "2026-10-01", "timeout": "5"}, 400, "UnsupportedQueryParameter"),
     ],
 )
 def test_query_parameters(
