@@ -12,8 +12,8 @@ nothing). `docs/job-update.schema.json` is generated from these models.
 
 from __future__ import annotations
 
+import math
 import re
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -35,10 +35,14 @@ from pydantic import (
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import ErrorDetails, PydanticCustomError, core_schema
 
+from handlers.errors import InvalidMessage, Problem
 from handlers.wire_formats import (
+    DURATION_PATTERN,
+    ETAG_PATTERN,
+    GUID_PATTERN,
+    HTTP_DATE_PATTERN,
     canonical_duration,
     format_http_date,
-    is_guid,
     parse_etag,
     parse_http_date,
 )
@@ -52,33 +56,73 @@ MAX_POOL_DEPTH = 32
 INT32_MAX = 2**31 - 1  # Batch's integers are Int32
 _UTF8_BOM = b"\xef\xbb\xbf"
 
-_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_AUTO_POOL_PREFIX = re.compile(r"^[A-Za-z0-9_-]{1,20}$")
-_SUBNET_ID = re.compile(
-    r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Network/"
-    r"virtualNetworks/[^/]+/subnets/[^/]+$",
-    re.IGNORECASE,
+# JSON Schema patterns (ECMA-262: `$` is the end of input); Python matches them with
+# fullmatch, so a trailing newline is refused here too.
+ID_PATTERN = "^[A-Za-z0-9_-]{1,64}$"
+AUTO_POOL_PREFIX_PATTERN = "^[A-Za-z0-9_-]{1,20}$"
+# The spec's text: /subscriptions/{s}/resourceGroups/{g}/providers/{provider}/virtualNetworks/...
+# (the provider segment is not fixed). Case-insensitive, as ARM ids are.
+SUBNET_ID_PATTERN = (
+    "^/[Ss][Uu][Bb][Ss][Cc][Rr][Ii][Pp][Tt][Ii][Oo][Nn][Ss]/[^/]+"
+    "/[Rr][Ee][Ss][Oo][Uu][Rr][Cc][Ee][Gg][Rr][Oo][Uu][Pp][Ss]/[^/]+"
+    "/[Pp][Rr][Oo][Vv][Ii][Dd][Ee][Rr][Ss]/[^/]+"
+    "/[Vv][Ii][Rr][Tt][Uu][Aa][Ll][Nn][Ee][Tt][Ww][Oo][Rr][Kk][Ss]/[^/]+"
+    "/[Ss][Uu][Bb][Nn][Ee][Tt][Ss]/[^/]+$"
 )
+# An origin only; the allow-list decides whether it may be used (docs/message-contract.md).
+ENDPOINT_PATTERN = "^[Hh][Tt][Tt][Pp][Ss]://[A-Za-z0-9.-]+(?::[0-9]{1,5})?/?$"
+JOB_URL_PATTERN = "^[Hh][Tt][Tt][Pp][Ss]://[A-Za-z0-9.-]+(?::[0-9]{1,5})?/jobs/[A-Za-z0-9_-]{1,64}/?$"
+_ID = re.compile(ID_PATTERN[1:-1])
+_AUTO_POOL_PREFIX = re.compile(AUTO_POOL_PREFIX_PATTERN[1:-1])
+_SUBNET_ID = re.compile(SUBNET_ID_PATTERN[1:-1])
+_ENDPOINT = re.compile(ENDPOINT_PATTERN[1:-1])
+_GUID = re.compile(GUID_PATTERN[1:-1])
+_JOB_URL = re.compile(JOB_URL_PATTERN[1:-1])
+INT64_MAX = 2**63 - 1
 
 
-def _check_id(kind: str) -> Any:
+def _pattern_check(compiled: re.Pattern[str], pattern: str, code: str, message: str) -> list[Any]:
+    """A pattern rule: the validator (fullmatch, a precise error) and the schema's copy."""
+
     def check(value: str) -> str:
-        if not _ID.match(value):
-            raise PydanticCustomError(
-                "invalid_id",
-                f"{kind} must be 1-64 characters: letters, digits, hyphens and underscores",
-            )
+        if compiled.fullmatch(value) is None:
+            raise PydanticCustomError(code, message)
         return value
 
-    return AfterValidator(check)
+    return [AfterValidator(check), WithJsonSchema({"type": "string", "pattern": pattern})]
+
+
+def _id(kind: str) -> list[Any]:
+    return _pattern_check(
+        _ID,
+        ID_PATTERN,
+        "invalid_id",
+        f"{kind} must be 1-64 characters: letters, digits, hyphens and underscores",
+    )
+
+
+def _any_case(*values: str) -> str:
+    """A pattern matching any of `values` in any case (JSON Schema has no case-insensitive enum)."""
+    words = ["".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else re.escape(c) for c in v) for v in values]
+    return "^(?:" + "|".join(words) + ")$"
 
 
 def _lower(value: object) -> object:
     return value.lower() if isinstance(value, str) else value
 
 
-# Batch matches enum values case-insensitively; we accept any case, send lower-case.
-_LOWER = BeforeValidator(_lower)
+_LOWER = BeforeValidator(_lower)  # Batch matches enum values case-insensitively: any case in, lower out
+
+
+def _any_case_schema(*values: str) -> WithJsonSchema:
+    return WithJsonSchema({"type": "string", "pattern": _any_case(*values)})
+
+
+PoolLifetimeOption = Annotated[Literal["job", "jobschedule"], _LOWER, _any_case_schema("job", "jobschedule")]
+OnAllTasksComplete = Annotated[
+    Literal["noaction", "terminatejob"], _LOWER, _any_case_schema("noaction", "terminatejob")
+]
+Mode = Annotated[Literal["replace", "merge"], _LOWER, _any_case_schema("replace", "merge")]
 
 
 def _duration(value: str) -> str:
@@ -105,8 +149,9 @@ def _etag(value: str) -> str:
 
 
 def _check_free_json(value: object, limit: int) -> None:
-    """Free-form JSON (a pool specification): bounded depth, and no nulls (Batch
-    refuses null in updates, as everywhere else in the message)."""
+    """Free-form JSON (a pool specification): bounded depth; no nulls (Batch refuses
+    null in updates); no NaN, Infinity or integers past Int64 (they have no JSON form
+    Batch reads, and would go out as null)."""
     if limit < 0:
         raise PydanticCustomError("too_deep", f"nested more than {MAX_POOL_DEPTH} levels deep")
     if value is None:
@@ -119,21 +164,27 @@ def _check_free_json(value: object, limit: int) -> None:
     elif isinstance(value, list):
         for item in value:
             _check_free_json(item, limit - 1)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise PydanticCustomError("number_not_finite", "NaN and Infinity are not JSON numbers Batch accepts")
+    elif isinstance(value, int) and not isinstance(value, bool) and not -INT64_MAX - 1 <= value <= INT64_MAX:
+        raise PydanticCustomError("number_too_large", "integer outside the Int64 range")
 
 
 def is_job_id(value: str) -> bool:
-    return _ID.match(value) is not None
+    return _ID.fullmatch(value) is not None
 
 
-JobId = Annotated[StrictStr, _check_id("jobId")]
-PoolId = Annotated[StrictStr, _check_id("poolId")]
+JobId = Annotated[StrictStr, *_id("jobId")]
+PoolId = Annotated[StrictStr, *_id("poolId")]
 Duration = Annotated[
     StrictStr,
     AfterValidator(_duration),
     WithJsonSchema(
         {
             "type": "string",
-            "description": "ISO 8601 duration (PT1H30M) or .NET TimeSpan text (01:30:00); sent as ISO 8601",
+            "pattern": DURATION_PATTERN,
+            "description": "ISO 8601 duration (PT1H30M) or .NET TimeSpan text (01:30:00), at most "
+            "P10675199DT2H48M5.4775807S and 7 fractional digits; sent as ISO 8601, exact to the tick",
         }
     ),
 ]
@@ -144,6 +195,7 @@ HttpDate = Annotated[
     WithJsonSchema(
         {
             "type": "string",
+            "pattern": HTTP_DATE_PATTERN,
             "description": "RFC 1123 (Mon, 17 Feb 2025 00:00:00 GMT) or ISO 8601 with offset; "
             "sent as RFC 1123",
         }
@@ -152,7 +204,9 @@ HttpDate = Annotated[
 ETag = Annotated[
     StrictStr,
     AfterValidator(_etag),
-    WithJsonSchema({"type": "string", "description": 'An ETag, quoted or bare, or "*"'}),
+    WithJsonSchema(
+        {"type": "string", "pattern": ETAG_PATTERN, "description": 'An ETag, quoted or bare, or "*"'}
+    ),
 ]
 
 
@@ -195,46 +249,53 @@ class JobConstraints(_Model):
     )
 
 
-def _prefix(value: str) -> str:
-    if not _AUTO_POOL_PREFIX.match(value):
-        raise PydanticCustomError(
-            "invalid_prefix",
-            "autoPoolIdPrefix must be 1-20 characters: letters, digits, hyphens and underscores",
-        )
-    return value
+class AutoPoolSpecificationUpdate(_Model):
+    """BatchAutoPoolSpecificationUpdate: every field optional (the current spec).
+    On an existing auto pool, Batch lets a PATCH change keepAlive only."""
 
-
-class AutoPoolSpecification(_Model):
-    auto_pool_id_prefix: Annotated[StrictStr, AfterValidator(_prefix)] | None = Field(
-        None, alias="autoPoolIdPrefix", description="At most 20 characters"
-    )
-    pool_lifetime_option: Annotated[Literal["job", "jobschedule"], _LOWER] = Field(
-        alias="poolLifetimeOption",
-        description="job or jobschedule (any case; sent lower-case)",
+    auto_pool_id_prefix: (
+        Annotated[
+            StrictStr,
+            *_pattern_check(
+                _AUTO_POOL_PREFIX,
+                AUTO_POOL_PREFIX_PATTERN,
+                "invalid_prefix",
+                "autoPoolIdPrefix must be 1-20 characters: letters, digits, hyphens and underscores",
+            ),
+        ]
+        | None
+    ) = Field(None, alias="autoPoolIdPrefix", description="At most 20 characters")
+    pool_lifetime_option: PoolLifetimeOption | None = Field(
+        None, alias="poolLifetimeOption", description="job or jobschedule (any case; sent lower-case)"
     )
     keep_alive: StrictBool | None = Field(None, alias="keepAlive")
     pool: dict[str, Any] | None = Field(
         None,
-        description="A full Batch pool specification (BatchPoolSpecification); vmSize is required",
+        description="A Batch pool specification (BatchPoolSpecificationUpdate: no field is required). "
+        "Passed through as given; Batch validates its fields",
     )
 
     @field_validator("pool")
     @classmethod
     def _pool_shape(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is None:
-            return value
-        _check_free_json(value, MAX_POOL_DEPTH)
-        if not isinstance(value.get("vmSize"), str) or not value["vmSize"]:
-            raise PydanticCustomError("missing_vm_size", "a pool specification needs vmSize (a string)")
+        if value is not None:
+            _check_free_json(value, MAX_POOL_DEPTH)
         return value
 
 
-class PoolInfo(_Model):
+class PoolInfoUpdate(_Model):
+    """BatchPoolInfoUpdate. The spec marks neither field required; naming both or
+    neither has no meaning for a job, so exactly one is required here."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"oneOf": [{"required": ["poolId"]}, {"required": ["autoPoolSpecification"]}]}
+    )
+
     pool_id: PoolId | None = Field(None, alias="poolId")
-    auto_pool_specification: AutoPoolSpecification | None = Field(None, alias="autoPoolSpecification")
+    auto_pool_specification: AutoPoolSpecificationUpdate | None = Field(None, alias="autoPoolSpecification")
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> PoolInfo:
+    def _exactly_one(self) -> PoolInfoUpdate:
         if (self.pool_id is None) == (self.auto_pool_specification is None):
             raise PydanticCustomError(
                 "pool_info_choice",
@@ -248,23 +309,23 @@ class MetadataItem(_Model):
     value: StrictStr = Field(max_length=8192)
 
 
-class JobNetworkConfiguration(_Model):
-    subnet_id: StrictStr = Field(
-        alias="subnetId",
-        description="/subscriptions/{s}/resourceGroups/{g}/providers/Microsoft.Network/virtualNetworks/{n}/subnets/{sn}",
-    )
-    skip_withdraw_from_vnet: StrictBool | None = Field(None, alias="skipWithdrawFromVNet")
+class JobNetworkConfigurationUpdate(_Model):
+    """BatchJobNetworkConfigurationUpdate: every field optional (the current spec)."""
 
-    @field_validator("subnet_id")
-    @classmethod
-    def _arm_subnet(cls, value: str) -> str:
-        if not _SUBNET_ID.match(value):
-            raise PydanticCustomError(
+    subnet_id: (
+        Annotated[
+            StrictStr,
+            *_pattern_check(
+                _SUBNET_ID,
+                SUBNET_ID_PATTERN,
                 "invalid_subnet_id",
                 "subnetId must be an ARM subnet id: /subscriptions/{s}/resourceGroups/{g}/providers/"
-                "Microsoft.Network/virtualNetworks/{vnet}/subnets/{subnet}",
-            )
-        return value
+                "{provider}/virtualNetworks/{vnet}/subnets/{subnet}",
+            ),
+        ]
+        | None
+    ) = Field(None, alias="subnetId")
+    skip_withdraw_from_vnet: StrictBool | None = Field(None, alias="skipWithdrawFromVNet")
 
 
 class JobUpdate(_Model):
@@ -273,17 +334,22 @@ class JobUpdate(_Model):
     priority: StrictInt | None = Field(None, ge=-1000, le=1000)
     allow_task_preemption: StrictBool | None = Field(None, alias="allowTaskPreemption")
     max_parallel_tasks: StrictInt | None = Field(
-        None, alias="maxParallelTasks", le=INT32_MAX, description="-1 (no limit) or greater than 0"
+        None,
+        alias="maxParallelTasks",
+        ge=-1,
+        le=INT32_MAX,
+        description="-1 (no limit) or greater than 0",
+        json_schema_extra={"not": {"const": 0}},
     )
     constraints: JobConstraints | None = None
-    pool_info: PoolInfo | None = Field(None, alias="poolInfo")
-    on_all_tasks_complete: Annotated[Literal["noaction", "terminatejob"], _LOWER] | None = Field(
+    pool_info: PoolInfoUpdate | None = Field(None, alias="poolInfo")
+    on_all_tasks_complete: OnAllTasksComplete | None = Field(
         None,
         alias="onAllTasksComplete",
         description="noaction or terminatejob (any case)",
     )
     metadata: list[MetadataItem] | None = Field(None, max_length=1000)
-    network_configuration: JobNetworkConfiguration | None = Field(None, alias="networkConfiguration")
+    network_configuration: JobNetworkConfigurationUpdate | None = Field(None, alias="networkConfiguration")
 
     @field_validator("max_parallel_tasks")
     @classmethod
@@ -323,6 +389,16 @@ class JobUpdate(_Model):
 class Conditions(_Model):
     """HTTP preconditions. Batch allows one, or If-None-Match + If-Modified-Since,
     or If-Match + If-Unmodified-Since; other combinations are a 400."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"maxProperties": 1},
+                {"propertyNames": {"enum": ["ifNoneMatch", "ifModifiedSince"]}},
+                {"propertyNames": {"enum": ["ifMatch", "ifUnmodifiedSince"]}},
+            ]
+        }
+    )
 
     if_match: ETag | None = Field(None, alias="ifMatch")
     if_none_match: ETag | None = Field(None, alias="ifNoneMatch")
@@ -367,7 +443,18 @@ class RequestOptions(_Model):
     timeout: StrictInt | None = Field(
         None, ge=1, le=30, description="Server timeout in seconds (Batch caps it at 30)"
     )
-    client_request_id: StrictStr | None = Field(
+    client_request_id: (
+        Annotated[
+            StrictStr,
+            *_pattern_check(
+                _GUID,
+                GUID_PATTERN,
+                "invalid_client_request_id",
+                "clientRequestId must be a GUID without braces, e.g. 9C4D50EE-2D56-4CD3-8152-34347DC9F2B0",
+            ),
+        ]
+        | None
+    ) = Field(
         None,
         alias="clientRequestId",
         description="GUID without braces; default: derived from the Service Bus message id",
@@ -384,16 +471,6 @@ class RequestOptions(_Model):
         description="Validate, read the job and report what would change; no write",
     )
 
-    @field_validator("client_request_id")
-    @classmethod
-    def _guid(cls, value: str | None) -> str | None:
-        if value is not None and not is_guid(value):
-            raise PydanticCustomError(
-                "invalid_client_request_id",
-                "clientRequestId must be a GUID without braces, e.g. 9C4D50EE-2D56-4CD3-8152-34347DC9F2B0",
-            )
-        return value
-
 
 # --- The message ---------------------------------------------------------------
 
@@ -403,21 +480,65 @@ class JobUpdateMessage(_Model):
 
     model_config = ConfigDict(
         title="JobUpdateMessage",
-        json_schema_extra={"$id": "https://schemas.batch-job-update.dev/job-update/1.0.json"},
+        json_schema_extra={
+            "$id": "https://schemas.batch-job-update.dev/job-update/1.0.json",
+            # The cross-field rules of _coherent, as far as JSON Schema can say them.
+            "allOf": [
+                {"oneOf": [{"required": ["jobId"]}, {"required": ["jobUrl"]}]},
+                {"not": {"required": ["jobUrl", "endpoint"]}},
+                {
+                    "if": {
+                        "not": {
+                            "required": ["options"],
+                            "properties": {
+                                "options": {"required": ["dryRun"], "properties": {"dryRun": {"const": True}}}
+                            },
+                        }
+                    },
+                    "then": {"required": ["update"], "properties": {"update": {"minProperties": 1}}},
+                },
+                {
+                    "if": {"required": ["mode"], "properties": {"mode": {"pattern": _any_case("merge")}}},
+                    "then": {"properties": {"conditions": {"propertyNames": {"const": "ifMatch"}}}},
+                },
+            ],
+        },
     )
 
     schema_version: Literal["1.0"] = Field(alias="schemaVersion")
     job_id: JobId | None = Field(None, alias="jobId")
-    job_url: StrictStr | None = Field(
+    job_url: (
+        Annotated[
+            StrictStr,
+            *_pattern_check(
+                _JOB_URL,
+                JOB_URL_PATTERN,
+                "invalid_job_url",
+                "jobUrl must look like https://{account}.{region}.batch.azure.com/jobs/{jobId}",
+            ),
+        ]
+        | None
+    ) = Field(
         None,
         alias="jobUrl",
         description="The job's URL ({endpoint}/jobs/{jobId}), instead of jobId + endpoint",
     )
-    endpoint: StrictStr | None = Field(
+    endpoint: (
+        Annotated[
+            StrictStr,
+            *_pattern_check(
+                _ENDPOINT,
+                ENDPOINT_PATTERN,
+                "invalid_endpoint",
+                "endpoint must be an origin: https://host[:port]",
+            ),
+        ]
+        | None
+    ) = Field(
         None,
         description="Batch account endpoint; must be allow-listed; default from settings",
     )
-    mode: Annotated[Literal["replace", "merge"], _LOWER] = Field(
+    mode: Mode = Field(
         "replace",
         description="replace: nested objects replace the stored ones (Batch semantics, one request). "
         "merge: read-modify-write that changes only the named nested fields",
@@ -434,12 +555,8 @@ class JobUpdateMessage(_Model):
                     "job_identity",
                     "give jobUrl, or jobId (and optionally endpoint), not both",
                 )
-            endpoint, sep, job_id = self.job_url.rstrip("/").rpartition("/jobs/")
-            if not sep or not endpoint or not _ID.match(job_id):
-                raise PydanticCustomError(
-                    "invalid_job_url",
-                    "jobUrl must look like https://{account}.{region}.batch.azure.com/jobs/{jobId}",
-                )
+            # The pattern (checked already) guarantees the split.
+            endpoint, _, job_id = self.job_url.removesuffix("/").rpartition("/jobs/")
             object.__setattr__(self, "job_id", job_id)
             object.__setattr__(self, "endpoint", endpoint)
         elif self.job_id is None:
@@ -468,26 +585,6 @@ class JobUpdateMessage(_Model):
 
 # Batch refuses requests whose ocp-date is further than this from its clock.
 MAX_CLOCK_SKEW = timedelta(minutes=15)
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """One thing wrong with a message: where (JSON path), what (code), and why."""
-
-    path: str
-    code: str
-    message: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"path": self.path, "code": self.code, "message": self.message}
-
-
-class InvalidMessage(Exception):
-    """The message cannot be applied as written; retrying will not change that."""
-
-    def __init__(self, problems: list[Problem]) -> None:
-        super().__init__("; ".join(f"{p.path}: {p.message}" for p in problems))
-        self.problems = problems
 
 
 def json_path(loc: tuple[int | str, ...]) -> str:
@@ -528,6 +625,11 @@ def parse_message(body: bytes | str) -> JobUpdateMessage:
         return JobUpdateMessage.model_validate_json(body)
     except ValidationError as exc:
         raise InvalidMessage([_problem(e) for e in exc.errors(include_url=False)]) from None
+    except (RecursionError, OverflowError, ValueError) as exc:
+        # A validator met a value past what Python can hold: still the message's fault.
+        raise InvalidMessage(
+            [Problem("$", "unparseable", f"{type(exc).__name__} while validating")]
+        ) from None
 
 
 def check_ocp_date(message: JobUpdateMessage, now: datetime) -> None:

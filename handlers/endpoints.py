@@ -10,6 +10,20 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterable
+
+from handlers.errors import EndpointError
+
+__all__ = [
+    "BATCH_DNS_SUFFIXES",
+    "EndpointError",
+    "default_endpoint",
+    "is_emulator",
+    "normalise_endpoint",
+    "parse_allow_list",
+    "parse_allowed_endpoint",
+    "resolve_endpoint",
+]
 
 # Public and sovereign Batch DNS suffixes, plus `localhost` for the local emulator.
 BATCH_DNS_SUFFIXES = (
@@ -18,12 +32,8 @@ BATCH_DNS_SUFFIXES = (
     ".batch.usgovcloudapi.net",
     ".batch.microsoftazure.de",
 )
-_ORIGIN = re.compile(r"^https://(?P<host>[a-z0-9.-]+)(?::(?P<port>[0-9]{1,5}))?/?$")
-_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-
-
-class EndpointError(ValueError):
-    """The endpoint is not one a credential may be sent to."""
+_ORIGIN = re.compile(r"https://(?P<host>[a-z0-9.-]+)(?::(?P<port>[0-9]{1,5}))?/?")
+_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 
 
 def normalise_endpoint(raw: str) -> str:
@@ -39,7 +49,7 @@ def normalise_endpoint(raw: str) -> str:
         raise EndpointError("endpoint must not carry userinfo")
     if not value.isascii():
         raise EndpointError("endpoint host must be ASCII (no look-alike characters)")
-    match = _ORIGIN.match(lowered)
+    match = _ORIGIN.fullmatch(lowered)
     if match is None:
         raise EndpointError(
             "endpoint must be an origin only: https://host[:port], no path, query or fragment"
@@ -53,7 +63,7 @@ def normalise_endpoint(raw: str) -> str:
         pass
     else:
         raise EndpointError("endpoint host must be a DNS name, not an IP literal")
-    if not all(_LABEL.match(label) for label in host.split(".")):
+    if not all(_LABEL.fullmatch(label) for label in host.split(".")):
         raise EndpointError("endpoint host has an invalid DNS label")
     if port is not None and port != "443":
         number = int(port)
@@ -77,6 +87,34 @@ def parse_allowed_endpoint(raw: str) -> str:
 
 def is_emulator(origin: str) -> bool:
     return origin.removeprefix("https://").split(":", 1)[0] == "localhost"
+
+
+def parse_allow_list(raw: str | Iterable[str], *, allow_emulator: bool) -> frozenset[str]:
+    """BATCH_ALLOWED_ENDPOINTS (comma- or semicolon-separated) as canonical origins.
+
+    The one parser for the allow-list: Settings and `python -m handlers check` both
+    call it, so a list `check` accepts is one the function accepts.
+    """
+    items = raw.replace(";", ",").split(",") if isinstance(raw, str) else [str(item) for item in raw]
+    origins = frozenset(parse_allowed_endpoint(item) for item in items if item.strip())
+    if not origins:
+        raise EndpointError("BATCH_ALLOWED_ENDPOINTS must name at least one Batch endpoint")
+    if not allow_emulator and any(is_emulator(origin) for origin in origins):
+        raise EndpointError(
+            "BATCH_ALLOWED_ENDPOINTS names localhost, the local emulator: "
+            "set BATCH_ALLOW_EMULATOR=true to allow it"
+        )
+    return origins
+
+
+def default_endpoint(allowed: frozenset[str], configured: str | None) -> str | None:
+    """Where a message without `endpoint` goes: BATCH_DEFAULT_ENDPOINT, else the one
+    allow-listed endpoint when there is exactly one, else nowhere (it is rejected)."""
+    if configured:
+        return configured
+    if len(allowed) == 1:
+        return next(iter(allowed))
+    return None
 
 
 def resolve_endpoint(requested: str | None, allowed: frozenset[str], default: str | None) -> str:

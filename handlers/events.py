@@ -10,10 +10,11 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
+from pydantic import BaseModel, ConfigDict, Field
 
 from handlers.outcomes import Outcome, Result
 from handlers.redaction import redact
@@ -60,8 +61,75 @@ class OutcomeEvent:
         return props
 
 
-def event_data(result: Result) -> dict[str, Any]:
-    """The `data` of an outcome event. Redacted: never carries a secret."""
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=False)
+
+
+class EventError(_Strict):
+    """Batch's error (code, text, key/value details), or ours: NoReply, InternalError."""
+
+    code: str
+    message: str
+    values: dict[str, str] = Field(default_factory=dict)
+
+
+class EventProblem(_Strict):
+    path: str = Field(description="JSON path of the field in the message, e.g. $.update.priority")
+    code: str
+    message: str
+
+
+class EventChange(_Strict):
+    from_: Any = Field(None, alias="from", description="The job's value as read (merge, dry run)")
+    to: Any = Field(description="The value written (or, in a dry run, that would be)")
+
+
+class OutcomeData(_Strict):
+    """The `data` of every outcome event (docs/outcome-events.md explains each field)."""
+
+    model_config = ConfigDict(
+        title="JobUpdateOutcome",
+        json_schema_extra={"$id": "https://schemas.batch-job-update.dev/outcome/1.0.json"},
+    )
+
+    outcome: Literal["applied", "dry-run", "precondition-failed", "rejected", "failed", "given-up"]
+    job_id: str | None = Field(alias="jobId", description="null when a rejected message named no valid job")
+    endpoint: str | None = None
+    mode: Literal["replace", "merge", "dry-run"] | None = None
+    http_status: int | None = Field(None, alias="httpStatus")
+    request_id: str | None = Field(None, alias="requestId")
+    client_request_id: str | None = Field(None, alias="clientRequestId")
+    etag: str | None = None
+    last_modified: str | None = Field(None, alias="lastModified")
+    write: Literal["this-delivery", "earlier-delivery", "none"] | None = Field(
+        None,
+        description="this-delivery: this delivery's PATCH got 200. earlier-delivery: the values are "
+        "in place and this message's own earlier delivery or retried attempt can explain the 412 "
+        "(Batch cannot say who wrote). none: this message wrote nothing",
+    )
+    conditions_met: bool | None = Field(
+        None,
+        alias="conditionsMet",
+        description="Did the message's conditions hold? Absent when it had none or when it cannot "
+        "be known; dry runs: would they hold now",
+    )
+    in_place: bool | None = Field(
+        None, alias="inPlace", description="The job already held every requested value"
+    )
+    error: EventError | None = None
+    problems: list[EventProblem] | None = None
+    changes: dict[str, EventChange] | None = None
+    attempts: int = Field(ge=0)
+    duration_ms: float = Field(alias="durationMs", ge=0)
+
+
+def outcome_json_schema() -> dict[str, Any]:
+    return OutcomeData.model_json_schema(by_alias=True, mode="validation")
+
+
+def event_data(result: Result, duration_ms: float = 0.0) -> dict[str, Any]:
+    """The `data` of an outcome event (schema: `OutcomeData`, docs/outcome.schema.json).
+    Redacted: never carries a secret."""
     data: dict[str, Any] = {"outcome": result.outcome.value, "jobId": result.job_id}
     optional: dict[str, Any] = {
         "endpoint": result.endpoint,
@@ -71,6 +139,7 @@ def event_data(result: Result) -> dict[str, Any]:
         "clientRequestId": result.client_request_id,
         "etag": result.etag,
         "lastModified": result.last_modified,
+        "write": result.write.value if result.write is not None else None,
         "conditionsMet": result.conditions_met,
     }
     data.update({k: v for k, v in optional.items() if v is not None})
@@ -78,18 +147,16 @@ def event_data(result: Result) -> dict[str, Any]:
     # (an auto-pool spec, a property value Batch echoes back); the rest is ours.
     if result.error is not None:
         data["error"] = redact(
-            {"code": result.error.code, "message": result.error.message, "values": result.error.values}
+            {"code": result.error.code, "message": result.error.message, "values": dict(result.error.values)}
         )
     if result.problems:
         data["problems"] = redact([p.as_dict() for p in result.problems])
-    if (
-        result.changes or result.outcome is Outcome.dry_run
-    ):  # a dry run says so even when nothing would change
-        data["changes"] = redact(result.changes)
-    if result.already_applied:
-        data["alreadyApplied"] = True
+    if result.changes or result.outcome is Outcome.dry_run:  # a dry run says so even when nothing would
+        data["changes"] = redact(dict(result.changes))
+    if result.in_place:
+        data["inPlace"] = True
     data["attempts"] = result.attempts
-    data["durationMs"] = round(result.duration_ms, 1)
+    data["durationMs"] = round(duration_ms, 1)
     return data
 
 
@@ -101,7 +168,9 @@ def account_of(endpoint: str | None) -> str | None:
     return host.split(".", 1)[0] if "." in host else host
 
 
-def build_event(result: Result, message_id: str, *, now: datetime | None = None) -> OutcomeEvent:
+def build_event(
+    result: Result, message_id: str, *, duration_ms: float = 0.0, now: datetime | None = None
+) -> OutcomeEvent:
     source = (
         f"{result.endpoint}/jobs/{result.job_id}"
         if result.endpoint and result.job_id
@@ -119,7 +188,7 @@ def build_event(result: Result, message_id: str, *, now: datetime | None = None)
     }
     if result.job_id:
         attributes["subject"] = result.job_id
-    body = _FORMAT.write(CloudEvent(attributes, event_data(result)))
+    body = _FORMAT.write(CloudEvent(attributes, event_data(result, duration_ms)))
     return OutcomeEvent(
         id=attributes["id"],
         outcome=result.outcome,

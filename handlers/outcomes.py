@@ -1,70 +1,77 @@
-"""What happened to a message: outcome kinds and the pure decisions behind them.
+"""What happened to a message: the outcome record and the pure comparisons behind it.
 
-Classifying a Batch reply, comparing a job with what a message asks for, and
-evaluating preconditions locally (dry runs) are pure functions over data.
+`Result` is immutable: the plan builds it once, from the exchange that decided the
+outcome, so nothing from an earlier round (a 412 merge round, a retried 503) can
+leak into it. Comparing a job with what a message asks for, and evaluating
+preconditions locally (dry runs), are pure functions over data.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from handlers.batch_client import BatchError, BatchReply
-from handlers.contract import Conditions, Problem
+from handlers.contract import Conditions
+from handlers.errors import Problem
+from handlers.wire import BatchError
 from handlers.wire_formats import bare_etag, canonical_duration, parse_http_date
+
+__all__ = [
+    "Outcome",
+    "Result",
+    "Write",
+    "already_in_place",
+    "changes",
+    "evaluate_conditions",
+    "merge",
+]
 
 
 class Outcome(StrEnum):
-    applied = "applied"
+    applied = "applied"  # the job holds the requested values (see Result.write for who wrote them)
     dry_run = "dry-run"
-    precondition_failed = "precondition-failed"
+    precondition_failed = "precondition-failed"  # a condition did not hold; nothing written
     rejected = "rejected"  # the message is invalid: nothing was sent
     failed = "failed"  # Batch refused the request (400/401/403/404/409/413 ...)
     given_up = "given-up"  # transient failures outlasted the retries on the last delivery
 
 
-@dataclass(slots=True)
+class Write(StrEnum):
+    """Whether the values in place are known to be this message's write."""
+
+    this_delivery = "this-delivery"  # this delivery's PATCH got 200
+    # Values in place, and this message's earlier delivery (or a retried attempt whose
+    # reply was lost) can explain the 412 or the moved ETag. Batch cannot say who wrote.
+    earlier_delivery = "earlier-delivery"
+    none = "none"  # this message wrote nothing
+
+
+@dataclass(frozen=True, slots=True)
 class Result:
     """Everything the outcome event reports about one message."""
 
     outcome: Outcome
     job_id: str | None = None
     endpoint: str | None = None
+    mode: str | None = None
     http_status: int | None = None
     error: BatchError | None = None
-    problems: list[Problem] = field(default_factory=list)
+    problems: tuple[Problem, ...] = ()
     request_id: str | None = None
     client_request_id: str | None = None
     etag: str | None = None
     last_modified: str | None = None
     attempts: int = 0
-    duration_ms: float = 0.0
-    changes: dict[str, Any] = field(default_factory=dict)
-    already_applied: bool = False
-    mode: str | None = None
-    conditions_met: bool | None = None  # dry runs: would the preconditions hold now?
-
-    def note_reply(self, reply: BatchReply) -> None:
-        self.http_status = reply.status
-        self.request_id = reply.request_id or self.request_id
-        if reply.client_request_id:
-            self.client_request_id = reply.client_request_id
-        if reply.ok:
-            self.etag = reply.etag or self.etag
-            self.last_modified = reply.last_modified or self.last_modified
-        else:
-            self.error = reply.error()
-
-
-def classify(reply: BatchReply) -> Outcome:
-    """Final outcome of a non-transient Batch reply."""
-    if reply.ok:
-        return Outcome.applied
-    if reply.status == 412:
-        return Outcome.precondition_failed
-    return Outcome.failed
+    changes: Mapping[str, Any] = field(default_factory=dict)
+    write: Write | None = None  # None where nothing could be written (rejected, dry run)
+    # Did the message's own conditions hold? True/False when Batch or a read said so;
+    # None when there were none, or when it cannot be known (a 412 that our own
+    # earlier write would also cause). Dry runs: would they hold now.
+    conditions_met: bool | None = None
+    in_place: bool = False  # the job already held every requested value (nothing to write)
 
 
 # --- Comparing a job with an update ------------------------------------------------
@@ -100,12 +107,6 @@ def already_in_place(job: dict[str, Any], body: dict[str, Any]) -> bool:
     """Does the job already carry every value the update sets? (redelivery after success)"""
     current, wanted = _normalise(job), _normalise(body)
     return all(_contains(current.get(k), v) for k, v in wanted.items())
-
-
-def may_be_our_own_write(delivery_count: int, attempts: int) -> bool:
-    """A 412 against the message's own If-Match may be our earlier write that
-    landed with its reply lost: on a redelivery, or after a retried request."""
-    return delivery_count > 1 or attempts > 1
 
 
 def changes(job: dict[str, Any], body: dict[str, Any], *, replace_nested: bool = False) -> dict[str, Any]:

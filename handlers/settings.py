@@ -13,13 +13,16 @@ from enum import StrEnum
 from functools import cached_property
 from typing import Annotated
 
-from pydantic import Field, SecretStr, TypeAdapter, field_validator, model_validator
+from pydantic import Field, SecretStr, TypeAdapter, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from handlers.endpoints import is_emulator, parse_allowed_endpoint
+from handlers.endpoints import default_endpoint, parse_allow_list, parse_allowed_endpoint
+from handlers.wire import ApiVersion
 
 BATCH_SCOPE = "https://batch.core.windows.net//.default"
-DEFAULT_API_VERSION = "2025-06-01"
+# The GA Python SDK's default, where every region serves it; 2026-10-01 sends the
+# same Update Job body (docs/message-contract.md, "API versions").
+DEFAULT_API_VERSION: ApiVersion = "2025-06-01"
 
 
 class BatchAuthMode(StrEnum):
@@ -57,9 +60,12 @@ class Settings(BaseSettings):
     client_id: str | None = Field(None, alias="AZURE_CLIENT_ID")
 
     # --- Batch -------------------------------------------------------------------
+    # `https://localhost:port` entries are for the local emulator only; refused unless
+    # this is set. Declared before the allow-list, whose validator reads it.
+    allow_emulator: bool = Field(False, alias="BATCH_ALLOW_EMULATOR")
     allowed_endpoints: Annotated[frozenset[str], NoDecode] = Field(alias="BATCH_ALLOWED_ENDPOINTS")
     default_endpoint: str | None = Field(None, alias="BATCH_DEFAULT_ENDPOINT")
-    api_version: str = Field(DEFAULT_API_VERSION, alias="BATCH_API_VERSION")
+    api_version: ApiVersion = Field(DEFAULT_API_VERSION, alias="BATCH_API_VERSION")
     auth_mode: BatchAuthMode = Field(BatchAuthMode.entra, alias="BATCH_AUTH_MODE")
     account_name: str | None = Field(None, alias="BATCH_ACCOUNT_NAME")
     account_key: SecretStr | None = Field(None, alias="BATCH_ACCOUNT_KEY")
@@ -75,18 +81,13 @@ class Settings(BaseSettings):
     merge_max_rounds: int = Field(5, ge=1, le=20, alias="BATCH_MERGE_MAX_ROUNDS")
     # One request, connect to last byte; Batch's own server timeout is at most 30 s.
     http_timeout_seconds: float = Field(40.0, gt=0, le=240, alias="BATCH_HTTP_TIMEOUT_SECONDS")
-    # `https://localhost:port` entries are for the local emulator only; refused unless this is set.
-    allow_emulator: bool = Field(False, alias="BATCH_ALLOW_EMULATOR")
     max_connections: int = Field(100, ge=1, le=1000, alias="BATCH_MAX_CONNECTIONS")
 
     @field_validator("allowed_endpoints", mode="before")
     @classmethod
-    def _split_endpoints(cls, value: object) -> object:
-        if isinstance(value, str):
-            items = [part.strip() for part in value.replace(";", ",").split(",")]
-            return frozenset(parse_allowed_endpoint(item) for item in items if item)
-        if isinstance(value, (list, tuple, set, frozenset)):
-            return frozenset(parse_allowed_endpoint(str(item)) for item in value)
+    def _split_endpoints(cls, value: object, info: ValidationInfo) -> object:
+        if isinstance(value, (str, list, tuple, set, frozenset)):
+            return parse_allow_list(value, allow_emulator=bool(info.data.get("allow_emulator", False)))
         return value
 
     @field_validator("default_endpoint", mode="before")
@@ -96,13 +97,6 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:
-        if not self.allowed_endpoints:
-            raise ValueError("BATCH_ALLOWED_ENDPOINTS must name at least one Batch endpoint")
-        if not self.allow_emulator and any(is_emulator(e) for e in self.allowed_endpoints):
-            raise ValueError(
-                "BATCH_ALLOWED_ENDPOINTS names localhost, the local emulator: "
-                "set BATCH_ALLOW_EMULATOR=true to allow it"
-            )
         if self.default_endpoint and self.default_endpoint not in self.allowed_endpoints:
             raise ValueError("BATCH_DEFAULT_ENDPOINT must be one of BATCH_ALLOWED_ENDPOINTS")
         if self.auth_mode is BatchAuthMode.shared_key and not (self.account_name and self.account_key):
@@ -117,11 +111,7 @@ class Settings(BaseSettings):
     @cached_property
     def endpoint_when_unnamed(self) -> str | None:
         """The endpoint a message without `endpoint` goes to."""
-        if self.default_endpoint:
-            return self.default_endpoint
-        if len(self.allowed_endpoints) == 1:
-            return next(iter(self.allowed_endpoints))
-        return None
+        return default_endpoint(self.allowed_endpoints, self.default_endpoint)
 
 
 # Settings a deployment in Azure must set (the rest have defaults or are for

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from handlers.handler import Inbound
+from handlers.plan import Inbound
 from handlers.runtime import get_runtime
 
 
@@ -13,6 +13,7 @@ def inbound_from(msg: func.ServiceBusMessage) -> Inbound:
         body=msg.get_body(),
         message_id=msg.message_id or "",
         delivery_count=msg.delivery_count or 1,
+        enqueued_at=msg.enqueued_time_utc,
     )
 
 

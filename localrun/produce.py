@@ -18,7 +18,8 @@ from typing import Any
 from azure.servicebus import ServiceBusMessage
 from azure.servicebus.aio import ServiceBusClient
 
-from handlers.contract import InvalidMessage, JobUpdateMessage, parse_message
+from handlers.contract import JobUpdateMessage, parse_message
+from handlers.errors import InvalidMessage
 
 
 def build_message(args: argparse.Namespace) -> dict[str, Any]:

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from handlers.handler import Inbound, JobUpdateHandler, RetryLater
-from handlers.outcomes import Outcome
+from handlers.events import OutcomeData
+from handlers.outcomes import Outcome, Write
 from standins.batch import BatchEmulator, Fault
 from standins.identity import BATCH_RESOURCE, TokenEndpoint
 from tests.integration.conftest import ACCOUNT_KEY, RecordingPublisher
@@ -30,6 +31,7 @@ def hdr(request: Any, name: str) -> str | None:
 
 def data(publisher: RecordingPublisher, index: int = -1) -> dict[str, Any]:
     doc: dict[str, Any] = json.loads(publisher.events[index].body)
+    OutcomeData.model_validate(doc["data"])  # every event matches the published schema
     return doc["data"]
 
 
@@ -257,8 +259,14 @@ async def test_redelivery_after_success_is_applied_already(emu: BatchEmulator, m
     # The host lost our completion; Service Bus delivers the same message again.
     again = await handler.handle(inbound(message, "m-1", delivery=2))
     assert again.outcome is Outcome.applied
-    assert again.already_applied
-    assert data(publisher)["alreadyApplied"] is True
+    assert again.in_place
+    assert again.write is Write.earlier_delivery
+    assert again.conditions_met is None  # the 412 says the condition fails now; who wrote is unknown
+    assert data(publisher)["inPlace"] is True
+    assert data(publisher)["write"] == "earlier-delivery"
+    assert "conditionsMet" not in data(publisher)
+    assert data(publisher, 0)["write"] == "this-delivery"
+    assert data(publisher, 0)["conditionsMet"] is True
     assert publisher.events[0].id == publisher.events[1].id  # same message, same outcome: a duplicate
 
 
@@ -346,9 +354,11 @@ async def test_merge_with_nothing_to_change_sends_no_patch(emu: BatchEmulator, m
     handler, publisher = make_handler()
     result = await handler.handle(inbound({"jobId": "etl", "mode": "merge", "update": {"priority": 5}}))
     assert result.outcome is Outcome.applied
-    assert result.already_applied
+    assert result.in_place
+    assert result.write is Write.none  # a first delivery: nothing of ours can be in place
     assert [r.method for r in emu.requests] == ["GET"]
-    assert data(publisher)["alreadyApplied"] is True
+    assert data(publisher)["inPlace"] is True
+    assert data(publisher)["write"] == "none"
 
 
 async def test_merge_gives_up_after_bounded_rounds(emu: BatchEmulator, make_handler: Factory) -> None:
@@ -432,9 +442,10 @@ async def test_lost_reply_then_412_on_the_retry_is_our_own_write(
         )
     )
     assert result.outcome is Outcome.applied
-    assert result.already_applied
+    assert result.in_place
+    assert result.write is Write.earlier_delivery
     assert [(r.method, r.status) for r in emu.requests] == [("PATCH", None), ("PATCH", 412), ("GET", 200)]
-    assert data(publisher)["alreadyApplied"] is True
+    assert data(publisher)["inPlace"] is True
 
 
 async def test_attempts_are_bounded_by_the_http_timeout(emu: BatchEmulator, make_handler: Factory) -> None:
@@ -505,7 +516,7 @@ async def test_unexpected_error_takes_the_transient_road(emu: BatchEmulator, mak
     async def broken(_: Inbound) -> Any:
         raise RuntimeError("bug")
 
-    handler.apply = broken  # type: ignore[method-assign]
+    handler._run = broken  # type: ignore[method-assign]
     body = {"jobId": "j", "update": {"priority": 1}}
     with pytest.raises(RetryLater):
         await handler.handle(inbound(body, delivery=1))

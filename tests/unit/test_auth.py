@@ -11,9 +11,9 @@ from azure.core.pipeline import PipelineContext, PipelineRequest
 from azure.core.rest import HttpRequest
 
 from handlers.auth import BatchAuth, SharedKey, TokenCache, string_to_sign
-from handlers.batch_client import build_request
-from handlers.contract import Conditions, RequestOptions
+from handlers.contract import Conditions
 from handlers.endpoints import EndpointError
+from handlers.wire import build_request
 
 KEY = base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
 ENDPOINT = "https://acct.westeurope.batch.azure.com"
@@ -43,10 +43,9 @@ def test_shared_key_matches_the_sdk_signer_where_the_document_agrees(conditions:
         "job-1",
         api_version="2025-06-01",
         client_request_id="c",
-        options=RequestOptions(),
-        conditions=conditions,
-        body={"priority": 1},
-        now=datetime(2026, 1, 1, tzinfo=UTC),
+        ocp_date=datetime(2026, 1, 1, tzinfo=UTC),
+        condition_headers=conditions.headers(),
+        body=b'{"priority":1}',
     )
     request = httpx.Request(built.method, built.url, headers=built.headers, content=built.body)
     ours = SharedKey.from_base64("acct", KEY).authorization(request)

@@ -46,7 +46,7 @@ def test_minimal_update_is_valid_and_body_has_only_named_fields() -> None:
         ({"priority": True}, "$.update.priority", "int_type"),
         ({"allowTaskPreemption": "true"}, "$.update.allowTaskPreemption", "bool_type"),
         ({"maxParallelTasks": 0}, "$.update.maxParallelTasks", "invalid_max_parallel_tasks"),
-        ({"maxParallelTasks": -2}, "$.update.maxParallelTasks", "invalid_max_parallel_tasks"),
+        ({"maxParallelTasks": -2}, "$.update.maxParallelTasks", "greater_than_equal"),
         (
             {"constraints": {"maxTaskRetryCount": -2}},
             "$.update.constraints.maxTaskRetryCount",
@@ -90,14 +90,14 @@ def test_minimal_update_is_valid_and_body_has_only_named_fields() -> None:
             "literal_error",
         ),
         (
-            {"poolInfo": {"autoPoolSpecification": {}}},
-            "$.update.poolInfo.autoPoolSpecification.poolLifetimeOption",
-            "missing",
+            {"poolInfo": {"autoPoolSpecification": {"pool": {"vmSize": "d2", "x": float("nan")}}}},
+            "$.update.poolInfo.autoPoolSpecification.pool",
+            "number_not_finite",
         ),
         (
-            {"poolInfo": {"autoPoolSpecification": {"poolLifetimeOption": "job", "pool": {"x": 1}}}},
+            {"poolInfo": {"autoPoolSpecification": {"pool": {"targetDedicatedNodes": 2**63}}}},
             "$.update.poolInfo.autoPoolSpecification.pool",
-            "missing_vm_size",
+            "number_too_large",
         ),
         ({"onAllTasksComplete": "stop"}, "$.update.onAllTasksComplete", "literal_error"),
         ({"metadata": [{"name": "", "value": "v"}]}, "$.update.metadata[0].name", "string_too_short"),
@@ -113,9 +113,9 @@ def test_minimal_update_is_valid_and_body_has_only_named_fields() -> None:
             "invalid_subnet_id",
         ),
         (
-            {"networkConfiguration": {"skipWithdrawFromVNet": True}},
+            {"networkConfiguration": {"subnetId": "/subscriptions/s/resourceGroups/g/providers/P/subnets/x"}},
             "$.update.networkConfiguration.subnetId",
-            "missing",
+            "invalid_subnet_id",
         ),
         ({"priorty": 5}, "$.update.priorty", "extra_forbidden"),
         ({"priority": None}, "$.update.priority", "null_not_allowed"),
@@ -175,6 +175,71 @@ def test_values_are_sent_in_wire_form() -> None:
     assert body["onAllTasksComplete"] == "terminatejob"
     assert body["poolInfo"]["autoPoolSpecification"]["poolLifetimeOption"] == "jobschedule"
     assert body["networkConfiguration"]["skipWithdrawFromVNet"] is True
+
+
+@pytest.mark.parametrize(
+    "update",
+    [
+        # The current spec's *Update variants have no required fields.
+        {"poolInfo": {"autoPoolSpecification": {"keepAlive": True}}},
+        {"poolInfo": {"autoPoolSpecification": {"pool": {"targetDedicatedNodes": 2}}}},
+        {"networkConfiguration": {"skipWithdrawFromVNet": True}},
+        # Any provider segment, as the spec's text has it.
+        {
+            "networkConfiguration": {
+                "subnetId": "/subscriptions/s/resourceGroups/g/providers/Microsoft.ClassicNetwork/"
+                "virtualNetworks/v/subnets/default"
+            }
+        },
+    ],
+)
+def test_update_variants_of_the_current_spec_are_accepted_and_sent_as_given(update: dict[str, Any]) -> None:
+    assert parse_message(msg(update=update)).update.body() == update
+
+
+@pytest.mark.parametrize(
+    ("text", "sent"),
+    [
+        ("P10675199DT2H48M5.4775807S", "P10675199DT2H48M5.4775807S"),  # Int64 ticks: GET's "unlimited"
+        ("10675199.02:48:05.4775807", "P10675199DT2H48M5.4775807S"),  # PowerShell's [TimeSpan]::MaxValue
+        ("PT0.0000001S", "PT0.0000001S"),  # one tick
+        ("PT1.5S", "PT1.5S"),
+    ],
+)
+def test_durations_go_out_exact_to_the_tick(text: str, sent: str) -> None:
+    body = parse_message(msg(update={"constraints": {"maxWallClockTime": text}})).update.body()
+    assert body["constraints"]["maxWallClockTime"] == sent
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "P10675199DT2H48M5.477581S",  # one microsecond-rounding past Int64 ticks
+        "P10675199DT2H48M5.4775808S",
+        "P99999999999999999999D",
+        "PT0.00000001S",  # finer than a tick
+        "PT1H\n",
+    ],
+)
+def test_durations_past_what_batch_holds_are_refused(text: str) -> None:
+    update = {"constraints": {"maxWallClockTime": text}}
+    assert ("$.update.constraints.maxWallClockTime", "invalid_duration") in problems(msg(update=update))
+
+
+@pytest.mark.parametrize(
+    ("fields", "path"),
+    [
+        ({"jobId": "abc\n"}, "$.jobId"),
+        (
+            {"options": {"clientRequestId": "9c4d50ee-2d56-4cd3-8152-34347dc9f2b0\n"}},
+            "$.options.clientRequestId",
+        ),
+        ({"conditions": {"ifMatch": "0x8D1\n"}}, "$.conditions.ifMatch"),
+        ({"update": {"poolInfo": {"poolId": "p\n"}}}, "$.update.poolInfo.poolId"),
+    ],
+)
+def test_a_trailing_newline_is_not_part_of_an_id(fields: dict[str, Any], path: str) -> None:
+    assert path in {p for p, _ in problems(msg(**fields))}
 
 
 def test_empty_metadata_list_is_allowed_it_clears_metadata() -> None:

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from handlers.batch_client import BatchReply
 from handlers.contract import Conditions
-from handlers.outcomes import Outcome, already_in_place, changes, classify, evaluate_conditions, merge
+from handlers.outcomes import already_in_place, changes, evaluate_conditions, merge
+from handlers.wire import BatchReply, StatusClass
 
 JOB = {
     "id": "j",
@@ -15,14 +15,17 @@ JOB = {
 
 
 def reply(status: int) -> BatchReply:
-    return BatchReply(status, None, None, None, None, None, b"")
+    return BatchReply(status)
 
 
-def test_classify() -> None:
-    assert classify(reply(200)) is Outcome.applied
-    assert classify(reply(412)) is Outcome.precondition_failed
-    for status in (400, 401, 403, 404, 409, 413):
-        assert classify(reply(status)) is Outcome.failed
+def test_status_classes() -> None:
+    assert reply(200).status_class is StatusClass.ok
+    assert reply(204).status_class is StatusClass.ok
+    assert reply(412).status_class is StatusClass.precondition_failed
+    for status in (400, 401, 403, 404, 409, 413, 501, 505):
+        assert reply(status).status_class is StatusClass.refused
+    for status in (408, 429, 500, 502, 503, 504):
+        assert reply(status).status_class is StatusClass.transient
 
 
 def test_merge_changes_only_named_nested_fields() -> None:
@@ -69,7 +72,7 @@ def test_evaluate_conditions() -> None:
 
 
 def test_timeout_parameter_name_follows_the_api_version() -> None:
-    from handlers.batch_client import timeout_parameter
+    from handlers.wire import timeout_parameter
 
     assert timeout_parameter("2025-06-01") == "timeOut"
     assert timeout_parameter("2026-10-01") == "timeOut"
@@ -77,13 +80,15 @@ def test_timeout_parameter_name_follows_the_api_version() -> None:
 
 
 def test_retry_after_seconds_or_http_date() -> None:
-    from handlers.batch_client import MAX_RETRY_AFTER_SECONDS, parse_retry_after
+    from handlers.wire import MAX_RETRY_AFTER_SECONDS, parse_retry_after
 
     assert parse_retry_after("3") == 3.0
     assert parse_retry_after(None) is None
     assert parse_retry_after("soon") is None
     assert parse_retry_after("100000") == MAX_RETRY_AFTER_SECONDS
     assert parse_retry_after("Thu, 01 Jan 2026 00:00:10 GMT", now=1767225600.0) == 10.0
+    assert parse_retry_after("-5") == 0.0
+    assert parse_retry_after("nan") is None
 
 
 def test_merge_switching_pool_kind_replaces_pool_info() -> None:

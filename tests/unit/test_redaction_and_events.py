@@ -3,11 +3,11 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from handlers.batch_client import BatchError
-from handlers.contract import Problem
-from handlers.events import build_event, event_id
+from handlers.errors import Problem
+from handlers.events import OutcomeData, build_event, event_id
 from handlers.outcomes import Outcome, Result
 from handlers.redaction import REDACTED, redact, redact_text
+from handlers.wire import BatchError
 
 SECRETS = ["hunter2", "regpass", "c2FzLWtleQ==", "sv=2024&sig=abc", "cifs-pass", "TOPSECRET", "eyJ0eXAi"]
 
@@ -71,6 +71,7 @@ def test_event_shape_ids_and_redaction() -> None:
     assert doc["subject"] == "j1"
     assert doc["data"]["error"]["code"] == "JobCompleted"
     assert doc["data"]["httpStatus"] == 409
+    OutcomeData.model_validate(doc["data"])  # the published schema describes it
     for secret in SECRETS:
         assert secret not in event.body.decode()
     assert event.application_properties() == {
@@ -89,7 +90,7 @@ def test_event_id_is_deterministic_per_message_and_outcome() -> None:
 
 
 def test_rejected_event_carries_problems_and_no_source_url() -> None:
-    result = Result(Outcome.rejected, problems=[Problem("$.update.priority", "int_type", "bad")])
+    result = Result(Outcome.rejected, problems=(Problem("$.update.priority", "int_type", "bad"),))
     doc = json.loads(build_event(result, "m2").body)
     assert doc["source"] == "urn:batch-job-update"
     assert doc["data"]["problems"] == [{"path": "$.update.priority", "code": "int_type", "message": "bad"}]

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 
 from handlers.wire_formats import (
+    MAX_TICKS,
     canonical_duration,
     format_duration,
     format_http_date,
@@ -34,17 +35,25 @@ def test_durations_are_sent_as_iso(text: str, expected: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["", "P", "PT", "P1Y", "P1M", "1h", "24:00:00", "00:60:00", "-01:00:00", "PT-1H"]
+    "text",
+    ["", "P", "PT", "P1Y", "P1M", "1h", "24:00:00", "00:60:00", "-01:00:00", "PT-1H", " PT1H", "PT1H\n"],
 )
 def test_bad_durations(text: str) -> None:
     with pytest.raises(ValueError, match=r"duration|TimeSpan"):
         parse_duration(text)
 
 
-def test_batch_unlimited_duration_round_trips() -> None:
+def test_batch_unlimited_duration_round_trips_exactly() -> None:
     unlimited = parse_duration("P10675199DT2H48M5.4775807S")
-    assert unlimited > timedelta(days=10_675_199)
-    assert format_duration(unlimited).startswith("P10675199DT2H48M5.47758")
+    assert unlimited == MAX_TICKS == 2**63 - 1
+    assert format_duration(unlimited) == "P10675199DT2H48M5.4775807S"
+    with pytest.raises(ValueError, match="largest duration"):
+        parse_duration("P10675199DT2H48M5.4775808S")
+
+
+@pytest.mark.parametrize("ticks", [0, 1, 9_999_999, 10_000_000, 36_000_000_000, 864_000_000_001, MAX_TICKS])
+def test_ticks_round_trip_through_text(ticks: int) -> None:
+    assert parse_duration(format_duration(ticks)) == ticks
 
 
 def test_http_dates() -> None:
@@ -53,7 +62,14 @@ def test_http_dates() -> None:
     assert parse_http_date("2025-02-17T01:00:00+01:00") == expected
     assert parse_http_date("2025-02-17T00:00:00Z") == expected
     assert format_http_date(expected) == "Mon, 17 Feb 2025 00:00:00 GMT"
-    for bad in ("2025-02-17T00:00:00", "17 February", "Mon, 17 Feb 2025 00:00:00"):
+    for bad in (
+        "2025-02-17T00:00:00",
+        "17 February",
+        "Mon, 17 Feb 2025 00:00:00",
+        "2025-02-17T00:00:00Z\n",
+        "0001-01-01T00:00:00+14:00",  # before year 1 in UTC: no datetime holds it
+        "2025-02-30T00:00:00Z",
+    ):
         with pytest.raises(ValueError, match=r"date|offset|zone"):
             parse_http_date(bad)
 

@@ -1,0 +1,66 @@
+"""Every exception this package raises on purpose, in one place.
+
+    JobUpdateError                 base: anything raised here on purpose
+    ├── InvalidMessage             the message cannot be applied as written (-> `rejected`);
+    │                              carries one Problem (JSON path, code, text) per fault
+    ├── EndpointError (ValueError) not an origin a Batch credential may go to: a bad
+    │                              allow-list entry (settings, `check`), a message endpoint
+    │                              not listed, or a request the auth flow refuses to sign
+    ├── UsageError                 a bad command-line option or input file (`check`: exit 2)
+    └── RetryLater                 raised to the Functions host: abandon the message so
+                                   Service Bus redelivers it. On the last delivery the
+                                   `given-up` event has been published before it is raised.
+
+Transient Batch failures (throttling, 5xx, network) are not exceptions: the client
+returns them as an `Exchange` with a `failure`, and the plan decides what follows.
+A ValueError base on EndpointError lets pydantic report it as a settings error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "EndpointError",
+    "InvalidMessage",
+    "JobUpdateError",
+    "Problem",
+    "RetryLater",
+    "UsageError",
+]
+
+
+class JobUpdateError(Exception):
+    """Base of every exception this package raises on purpose."""
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with a message: where (JSON path), what (code), and why."""
+
+    path: str
+    code: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"path": self.path, "code": self.code, "message": self.message}
+
+
+class InvalidMessage(JobUpdateError):
+    """The message cannot be applied as written; retrying will not change that."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("; ".join(f"{p.path}: {p.message}" for p in problems))
+        self.problems = problems
+
+
+class EndpointError(JobUpdateError, ValueError):
+    """The endpoint is not one a credential may be sent to."""
+
+
+class UsageError(JobUpdateError):
+    """A command-line option or input the tools cannot use."""
+
+
+class RetryLater(JobUpdateError):
+    """Raised to the host: abandon the message so Service Bus redelivers it."""

@@ -1,0 +1,456 @@
+"""The plan: which requests a message makes, and how it ends. Pure.
+
+    admit(inbound, policy, now)  -> Job | Done     validate, allow-list, ids
+    next_step(job, history)      -> Send | Done    the next request, or the outcome
+
+The handler's loop and `python -m handlers check` both drive this module, so what
+`check` prints is what the function sends. `history` is every exchange so far,
+oldest first; the answer depends on nothing else, which is what lets the tests
+walk each mode through each kind of reply without a socket.
+
+Modes:
+- replace: one PATCH with the message's conditions. A 412 that this message's own
+  earlier write could explain (a redelivery, or a retried attempt) is checked
+  with one GET: values in place -> applied by an earlier delivery.
+- merge: GET, merge the update into what was read, PATCH the changed top-level
+  properties guarded by the read ETag; on 412 read again, at most
+  `merge_max_rounds` rounds.
+- dry run: one GET; report what would change and whether the conditions hold.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from handlers.contract import JobUpdateMessage, check_ocp_date, is_job_id, parse_message
+from handlers.endpoints import resolve_endpoint
+from handlers.errors import EndpointError, InvalidMessage, Problem
+from handlers.outcomes import Outcome, Result, Write, already_in_place, changes, evaluate_conditions, merge
+from handlers.wire import (
+    BatchError,
+    BatchReply,
+    BatchRequest,
+    Sent,
+    StatusClass,
+    build_request,
+    client_request_id_for,
+)
+from handlers.wire_formats import parse_etag, parse_http_date
+
+__all__ = [
+    "Done",
+    "Exchange",
+    "Inbound",
+    "Job",
+    "Policy",
+    "Purpose",
+    "Send",
+    "Settle",
+    "admit",
+    "identity_hint",
+    "internal_error",
+    "next_step",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """What the plan needs from a Service Bus message."""
+
+    body: bytes
+    message_id: str
+    delivery_count: int = 1
+    enqueued_at: datetime | None = None
+    # The id events and client-request-ids derive from: the message id, or for a
+    # message without one, a digest of its body (stable across redeliveries).
+    key: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        key = self.message_id or "sha256:" + hashlib.sha256(self.body).hexdigest()
+        object.__setattr__(self, "key", key)
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """The settings the plan reads, fixed for the process."""
+
+    allowed_endpoints: frozenset[str]
+    default_endpoint: str | None  # where a message without `endpoint` goes
+    api_version: str
+    merge_max_rounds: int = 5
+    max_delivery_count: int = 10
+
+
+class Settle(StrEnum):
+    """How the host settles the message once the plan is done."""
+
+    complete = "complete"  # publish the event; the host completes the message
+    retry = "retry"  # no event; RetryLater: the host abandons, Service Bus redelivers
+    give_up = "give-up"  # the last delivery: publish `given-up`, then RetryLater (-> DLQ)
+
+
+class Purpose(StrEnum):
+    write = "write"  # the PATCH
+    read = "read"  # merge and dry-run GET
+    verify = "verify"  # replace: after a 412 that our own earlier write could explain
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    request: BatchRequest
+    purpose: Purpose
+    changes: Mapping[str, Any] = field(default_factory=dict)  # what this PATCH changes (merge)
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    step: Send
+    sent: Sent
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    result: Result
+    settle: Settle = Settle.complete
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """An admitted message: everything the steps need, computed once."""
+
+    message: JobUpdateMessage
+    inbound: Inbound
+    policy: Policy
+    endpoint: str
+    client_request_id: str
+    now: datetime
+    update: dict[str, Any]  # the update body as JSON values
+
+    @property
+    def mode(self) -> str:
+        return "dry-run" if self.message.options.dry_run else self.message.mode
+
+
+# --- Admission ---------------------------------------------------------------------
+
+
+def admit(inbound: Inbound, policy: Policy, now: datetime) -> Job | Done:
+    """A valid, allow-listed message becomes a Job; anything else is `rejected`."""
+    try:
+        message = parse_message(inbound.body)
+        check_ocp_date(message, now)
+    except InvalidMessage as invalid:
+        job_id, endpoint_hint = identity_hint(inbound.body)
+        endpoint = _listed_or_none(endpoint_hint, policy) if job_id else None
+        return Done(
+            Result(Outcome.rejected, job_id=job_id, endpoint=endpoint, problems=tuple(invalid.problems))
+        )
+    try:
+        endpoint = resolve_endpoint(message.endpoint, policy.allowed_endpoints, policy.default_endpoint)
+    except EndpointError as bad:
+        path = "$.jobUrl" if message.job_url is not None else "$.endpoint"
+        problem = Problem(path, "endpoint_not_allowed", str(bad))
+        return Done(Result(Outcome.rejected, job_id=message.job_id, problems=(problem,)))
+    return Job(
+        message=message,
+        inbound=inbound,
+        policy=policy,
+        endpoint=endpoint,
+        client_request_id=message.options.client_request_id or client_request_id_for(inbound.key),
+        now=now,
+        update=message.update.body(),
+    )
+
+
+def identity_hint(body: bytes) -> tuple[str | None, str | None]:
+    """Best-effort (jobId, endpoint) of an invalid message, so its event can still
+    name the job. Never raises; only a well-formed id (it reaches log lines)."""
+    try:
+        data = json.loads(body.removeprefix(b"\xef\xbb\xbf"))
+    except (ValueError, RecursionError, UnicodeDecodeError):
+        return None, None
+    if not isinstance(data, dict):
+        return None, None
+    job_id, endpoint = data.get("jobId"), data.get("endpoint")
+    return (
+        job_id if isinstance(job_id, str) and is_job_id(job_id) else None,
+        endpoint if isinstance(endpoint, str) else None,
+    )
+
+
+def _listed_or_none(requested: str | None, policy: Policy) -> str | None:
+    try:
+        return resolve_endpoint(requested, policy.allowed_endpoints, policy.default_endpoint)
+    except EndpointError:
+        return None
+
+
+# --- Steps -------------------------------------------------------------------------
+
+
+def next_step(job: Job, history: tuple[Exchange, ...] = ()) -> Send | Done:
+    """The next request for this job, or how the message ends."""
+    if history and history[-1].sent.failure is not None:
+        return _transient(job, history)
+    if job.message.options.dry_run:
+        return _dry_run(job, history)
+    if job.message.mode == "merge":
+        return _merge(job, history)
+    return _replace(job, history)
+
+
+def _replace(job: Job, history: tuple[Exchange, ...]) -> Send | Done:
+    conditions = job.message.conditions
+    if not history:
+        return Send(_request(job, "PATCH", job.update, conditions.headers()), Purpose.write)
+    patch = history[0]
+    if len(history) == 1:
+        reply = _reply(patch)
+        status = reply.status_class
+        conditioned = bool(conditions.model_fields_set)
+        if status is StatusClass.ok:
+            delta = {name: {"to": value} for name, value in job.update.items()}
+            return _finish(
+                job,
+                history,
+                Outcome.applied,
+                patch,
+                changes=delta,
+                write=Write.this_delivery,
+                conditions_met=True if conditioned else None,
+            )
+        if status is StatusClass.precondition_failed and _own_write_may_explain(job, history):
+            return Send(_request(job, "GET"), Purpose.verify)
+        return _final(job, history, patch)
+    got = history[1]
+    reply = _reply(got)
+    if reply.ok and already_in_place(reply.json(), job.update):
+        return _in_place_after_412(job, history, got, decisive_412=patch)
+    # A real conflict: report the PATCH's 412, not the read's reply.
+    return _final(job, history, patch)
+
+
+def _merge(job: Job, history: tuple[Exchange, ...]) -> Send | Done:
+    own_etag = job.message.conditions.if_match
+    if not history or (
+        history[-1].step.purpose is Purpose.write
+        and _reply(history[-1]).status_class is StatusClass.precondition_failed
+    ):
+        rounds = sum(1 for x in history if x.step.purpose is Purpose.read)
+        if rounds >= job.policy.merge_max_rounds:
+            # Every round's write lost a race: report the last 412.
+            return _final(job, history, history[-1], conditions_met=False if own_etag else None)
+        return Send(_request(job, "GET"), Purpose.read)
+    last = history[-1]
+    if last.step.purpose is Purpose.write:  # 2xx or a final refusal
+        reply = _reply(last)
+        if reply.ok:
+            return _finish(
+                job,
+                history,
+                Outcome.applied,
+                last,
+                changes=last.step.changes,
+                write=Write.this_delivery,
+                conditions_met=True if own_etag else None,
+            )
+        return _final(job, history, last)
+    reply = _reply(last)  # the read
+    if not reply.ok:
+        return _final(job, history, last)
+    current = reply.json()
+    merged = merge(current, job.update)
+    if own_etag is not None and not evaluate_conditions(job.message.conditions, reply.etag, None):
+        if _own_write_may_explain(job, history) and already_in_place(current, merged):
+            return _in_place_after_412(job, history, last, decisive_412=None)
+        # Found on the read: no write is sent that Batch would refuse with 412.
+        error = BatchError("ConditionNotMet", "ifMatch does not match the job's ETag (read)")
+        return _finish(
+            job,
+            history,
+            Outcome.precondition_failed,
+            last,
+            http_status=None,
+            error=error,
+            write=Write.none,
+            conditions_met=False,
+        )
+    diff = changes(current, merged)
+    if not diff:
+        own = _own_write_may_explain(job, history)
+        return _finish(
+            job,
+            history,
+            Outcome.applied,
+            last,
+            in_place=True,
+            write=Write.earlier_delivery if own else Write.none,
+            conditions_met=True if own_etag else None,
+        )
+    body = {name: merged[name] for name in diff}
+    # Quoted, as the SDK sends it (Batch answers with bare ETags).
+    guard = parse_etag(reply.etag) if reply.etag else "*"
+    return Send(_request(job, "PATCH", body, {"If-Match": guard}), Purpose.write, changes=diff)
+
+
+def _dry_run(job: Job, history: tuple[Exchange, ...]) -> Send | Done:
+    if not history:
+        return Send(_request(job, "GET"), Purpose.read)
+    got = history[0]
+    reply = _reply(got)
+    if not reply.ok:
+        return _final(job, history, got)
+    current = reply.json()
+    merging = job.message.mode == "merge"
+    wanted = merge(current, job.update) if merging else job.update
+    return _finish(
+        job,
+        history,
+        Outcome.dry_run,
+        got,
+        changes=changes(current, wanted, replace_nested=not merging),
+        conditions_met=evaluate_conditions(job.message.conditions, reply.etag, reply.last_modified),
+    )
+
+
+def _transient(job: Job, history: tuple[Exchange, ...]) -> Done:
+    last = history[-1]
+    result = _result(job, history, Outcome.given_up, last)
+    if last.sent.reply is None:  # no attempt got a reply: say why instead
+        result = replace(result, error=BatchError("NoReply", last.sent.failure or "no reply"))
+    return _give_up_or_retry(result, job.inbound, job.policy)
+
+
+def internal_error(inbound: Inbound, policy: Policy, exc: BaseException) -> Done:
+    """An unforeseen exception takes the transient road: a bug must not lose a message."""
+    error = BatchError("InternalError", f"{type(exc).__name__} in the job-update function")
+    job_id, _ = identity_hint(inbound.body)
+    return _give_up_or_retry(Result(Outcome.given_up, job_id=job_id, error=error), inbound, policy)
+
+
+def _give_up_or_retry(result: Result, inbound: Inbound, policy: Policy) -> Done:
+    last = inbound.delivery_count >= policy.max_delivery_count
+    return Done(result, Settle.give_up if last else Settle.retry)
+
+
+# --- Helpers -----------------------------------------------------------------------
+
+
+def _own_write_may_explain(job: Job, history: tuple[Exchange, ...]) -> bool:
+    """Could this message's own earlier write have moved the ETag (or Last-Modified)?
+    Only on a redelivery, or after a write that was retried (its reply may be lost)."""
+    conditions = job.message.conditions
+    if job.message.mode != "merge" and conditions.if_match is None and conditions.if_unmodified_since is None:
+        return False  # If-None-Match / If-Modified-Since still hold after our own write
+    return job.inbound.delivery_count > 1 or any(
+        x.step.purpose is Purpose.write and x.sent.attempts > 1 for x in history
+    )
+
+
+def _in_place_after_412(
+    job: Job, history: tuple[Exchange, ...], read: Exchange, *, decisive_412: Exchange | None
+) -> Done:
+    """The values are in place although this delivery's condition did not hold."""
+    modified = _reply(read).last_modified
+    enqueued = job.inbound.enqueued_at
+    if modified is not None and enqueued is not None:
+        try:
+            before_message = parse_http_date(modified) < enqueued.replace(microsecond=0)
+        except ValueError:
+            before_message = False
+        if before_message:
+            # Last written before this message existed: not ours. The condition failed.
+            return _finish(
+                job,
+                history,
+                Outcome.precondition_failed,
+                decisive_412 or read,
+                in_place=True,
+                write=Write.none,
+                conditions_met=False,
+            )
+    # Batch cannot say who wrote; our earlier delivery or attempt can explain it.
+    return _finish(
+        job,
+        history,
+        Outcome.applied,
+        read,
+        in_place=True,
+        write=Write.earlier_delivery,
+        conditions_met=None,
+    )
+
+
+def _final(job: Job, history: tuple[Exchange, ...], decisive: Exchange, **fields: Any) -> Done:
+    """A 412 or a refusal: precondition-failed or failed, nothing written."""
+    reply = _reply(decisive)
+    if reply.status_class is StatusClass.precondition_failed:
+        fields.setdefault("conditions_met", False if job.message.conditions.model_fields_set else None)
+        return _finish(job, history, Outcome.precondition_failed, decisive, write=Write.none, **fields)
+    return _finish(job, history, Outcome.failed, decisive, write=Write.none, **fields)
+
+
+def _finish(
+    job: Job, history: tuple[Exchange, ...], outcome: Outcome, decisive: Exchange, **fields: Any
+) -> Done:
+    return Done(_result(job, history, outcome, decisive, **fields))
+
+
+def _result(
+    job: Job, history: tuple[Exchange, ...], outcome: Outcome, decisive: Exchange, **fields: Any
+) -> Result:
+    """The outcome record, from the one exchange that decided it (and no other)."""
+    reply = decisive.sent.reply
+    base = Result(
+        outcome,
+        job_id=job.message.job_id,
+        endpoint=job.endpoint,
+        mode=job.mode,
+        client_request_id=job.client_request_id,
+        attempts=sum(x.sent.attempts for x in history),
+    )
+    if reply is not None:
+        base = replace(
+            base,
+            http_status=reply.status,
+            error=reply.error(),
+            request_id=reply.request_id,
+            client_request_id=reply.client_request_id or job.client_request_id,
+            etag=reply.etag if reply.ok else None,
+            last_modified=reply.last_modified if reply.ok else None,
+        )
+    return replace(base, **fields) if fields else base
+
+
+def _reply(exchange: Exchange) -> BatchReply:
+    reply = exchange.sent.reply
+    assert reply is not None  # failures (no reply) are handled before any step reads one
+    return reply
+
+
+def _request(
+    job: Job,
+    method: str,
+    body: Mapping[str, Any] | None = None,
+    condition_headers: Mapping[str, str] | None = None,
+) -> BatchRequest:
+    options = job.message.options
+    return build_request(
+        method,
+        job.endpoint,
+        job.message.target_job_id,
+        api_version=job.policy.api_version,
+        client_request_id=job.client_request_id,
+        ocp_date=options.ocp_date or job.now,
+        return_client_request_id=options.return_client_request_id,
+        server_timeout=options.timeout,
+        condition_headers=condition_headers,
+        # allow_nan=False: a non-finite number must never go out as invalid JSON.
+        body=None if body is None else json.dumps(body, separators=(",", ":"), allow_nan=False).encode(),
+    )
