@@ -4,6 +4,8 @@
 #      judged by infra/tools/checkov_gate.py: fails on parsing errors, on failed checks
 #      not accepted (with a reason) in infra/checkov-skips.yaml, and on custom checks
 #      that produced no result;
+#   1b. infra/tools/bicep_lint.py: platform limits of parameters across modules, and
+#      role assignments in resource groups `azd down` could delete;
 #   2. a grep for key material in the Bicep (belt and braces for CKV_JU_5);
 #   3. pytest tests/infra in that venv: the custom checks fail on bad fixtures and
 #      pass on good ones, the gate fails when it must, the Bicep wiring a compiler
@@ -68,6 +70,9 @@ if grep -q -E "Cannot load external check|Traceback" "$WORK/checkov.log"; then
 fi
 "$VENV/bin/python" infra/tools/checkov_gate.py "$WORK/checkov.json" \
     --skips infra/checkov-skips.yaml --checks-dir infra/checks
+
+# --- 1b. cross-file checks checkov cannot make (param ranges, azd down scopes) ------
+"$VENV/bin/python" infra/tools/bicep_lint.py infra
 
 # --- 2. key material in the Bicep ----------------------------------------------------
 if grep -rn -i -E "listKeys|listConnectionStrings|AccountKey=|SharedAccessKey=|SharedAccessSignature=" \

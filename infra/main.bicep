@@ -33,7 +33,10 @@ param location string
 @description('Resource group to create. Empty: rg-<environmentName>.')
 param resourceGroupName string = ''
 
-@description('Object id of the deploying user or CI principal. Empty: no roles for it (production).')
+// azd always fills principalId with the signed-in identity (the CI principal in a
+// pipeline), whatever AZURE_PRINCIPAL_ID holds: whether people get data roles is
+// decided by grantDeveloperAccess alone.
+@description('Object id of the signed-in user or CI principal (azd fills it). Used only when grantDeveloperAccess is true.')
 param principalId string = ''
 
 @description('Kind of principalId.')
@@ -43,7 +46,10 @@ param principalId string = ''
 ])
 param principalType string = 'User'
 
-@description('Also grant principalId the Batch role on the existing account (dev environments only).')
+@description('Grant principalId the app\'s data roles in the resource group (dev environments). false in production.')
+param grantDeveloperAccess bool = false
+
+@description('Also grant principalId the Batch role on the existing account (needs grantDeveloperAccess; dev environments only).')
 param principalBatchAccess bool = false
 
 // ---------------------------------------------------------------------------------
@@ -106,8 +112,8 @@ param outcomeTopicName string = 'job-outcomes'
 // Function app and monitoring
 // ---------------------------------------------------------------------------------
 
-@description('Flex Consumption maximum instance count (at most 1000; the platform may enforce a higher minimum). Bounds the concurrent load on Batch.')
-@minValue(1)
+@description('Flex Consumption maximum instance count: 40 (the platform minimum) to 1000. Bounds the concurrent load on Batch.')
+@minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int = 100
 
@@ -271,8 +277,10 @@ module appAccess 'app/access.bicep' = {
 }
 
 // The same data roles for the deploying developer, so a local run can use the
-// cloud resources with `az login` credentials. Skipped when principalId is empty.
-module userAccess 'app/access.bicep' = if (!empty(principalId)) {
+// cloud resources with `az login` credentials. Only with grantDeveloperAccess.
+var developerAccess = grantDeveloperAccess && !empty(principalId)
+
+module userAccess 'app/access.bicep' = if (developerAccess) {
   name: 'access-user'
   scope: rg
   params: {
@@ -286,7 +294,7 @@ module userAccess 'app/access.bicep' = if (!empty(principalId)) {
   }
 }
 
-module userBatchAccess 'app/batch-access.bicep' = if (!empty(principalId) && principalBatchAccess) {
+module userBatchAccess 'app/batch-access.bicep' = if (developerAccess && principalBatchAccess) {
   name: 'batch-access-user-${resourceToken}'
   scope: resourceGroup(batchSubscriptionId, batchResourceGroupName)
   params: {
@@ -329,3 +337,8 @@ output SERVICEBUS_TOPIC_NAME string = serviceBus.outputs.topicName
 output BATCH_ENDPOINT string = batchEndpoint
 output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsName
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
+// Read by the postprovision hook (infra/hooks/check_deploy.py): the app reaches the
+// account only with Entra tokens and over its public endpoint.
+output BATCH_ACCOUNT_AUTH_MODES array = batchAccess.outputs.allowedAuthenticationModes
+output BATCH_ACCOUNT_PUBLIC_NETWORK_ACCESS string = batchAccess.outputs.publicNetworkAccess
+output BATCH_ACCOUNT_NETWORK_DEFAULT_ACTION string = batchAccess.outputs.accountAccessDefaultAction

@@ -46,3 +46,14 @@ resource batchRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
 // `acct.region.batch.azure.com` (no scheme) -> the origin the function may call.
 output accountEndpoint string = 'https://${batchAccount.properties.accountEndpoint}'
 output accountId string = batchAccount.id
+
+// Preconditions the postprovision hook checks (a PATCH fails with 401/403 otherwise).
+// ARM's if() evaluates only the branch taken (nested, not &&, which evaluates both
+// sides), so an absent property reads as its default instead of failing.
+var accountProperties = batchAccount.properties
+@description('Data-plane authentication modes; must include AAD. Empty: not reported.')
+output allowedAuthenticationModes array = contains(accountProperties, 'allowedAuthenticationModes') ? accountProperties.allowedAuthenticationModes : []
+@description('Enabled (default), Disabled or SecuredByPerimeter.')
+output publicNetworkAccess string = contains(accountProperties, 'publicNetworkAccess') ? accountProperties.publicNetworkAccess : 'Enabled'
+@description('Allow or Deny for the account endpoint; Deny admits only listed IP ranges.')
+output accountAccessDefaultAction string = contains(accountProperties, 'networkProfile') ? (contains(accountProperties.networkProfile, 'accountAccess') ? accountProperties.networkProfile.accountAccess.defaultAction : 'Allow') : 'Allow'

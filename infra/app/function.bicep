@@ -8,6 +8,9 @@
 // Not here on purpose: FUNCTIONS_WORKER_RUNTIME, FUNCTIONS_EXTENSION_VERSION,
 // WEBSITE_RUN_FROM_PACKAGE, linuxFxVersion (Flex takes them from functionAppConfig
 // and rejects them), AzureWebJobsStorage / ServiceBusConnection (key-based forms).
+// Nor ftpsState: Flex rejects it with ARM error 51021 where the check is rolled out
+// (FTP is off through the `ftp` basic-publishing policy below). CKV_JU_11 fails any
+// siteConfig property or app setting that Flex rejects.
 
 @description('Function app name.')
 param name string
@@ -42,8 +45,8 @@ param deploymentContainerName string
 @description('Application Insights connection string (Entra-authenticated ingestion).')
 param applicationInsightsConnectionString string
 
-@description('Upper bound of instances the app scales out to (Flex: at most 1000).')
-@minValue(1)
+@description('Upper bound of instances the app scales out to (Flex: 40 to 1000).')
+@minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int = 100
 
@@ -81,9 +84,9 @@ param batchDefaultEndpoint string
 @description('Batch data-plane api-version.')
 param batchApiVersion string = '2025-06-01'
 
-@description('Per-message time budget for Batch calls including retries, seconds.')
+@description('Per-message time budget for Batch calls including retries, seconds (at most 240, as in handlers/settings.py).')
 @minValue(1)
-@maxValue(600)
+@maxValue(240)
 param batchRetryBudgetSeconds int = 60
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
@@ -140,7 +143,6 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     siteConfig: {
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
-      ftpsState: 'Disabled'
       http20Enabled: true
       appSettings: [
         // --- Functions host: storage (identity-based) --------------------------

@@ -137,13 +137,14 @@ resource failures 'Microsoft.ServiceBus/namespaces/topics/subscriptions@2024-01-
   }
 }
 
-// Creating the first rule of a subscription through ARM removes the implicit
-// `$Default` (1=1) rule (reported behaviour, e.g. terraform-provider-azurerm#20718;
-// docs/deploy.md has the post-deployment check), so `failures` receives only what
-// this filter matches. The topic has no publisher before the code is deployed.
+// The filter IS the subscription's `$Default` rule: a subscription always starts
+// with `$Default` (1=1, every message), and whether ARM removes it when another rule
+// is created is contested (terraform-provider-azurerm#20718 vs pulumi-azure-native
+// #4489/#4799 and terraform-provider-azurerm#32452). Redefining `$Default` leaves no
+// catch-all whatever ARM does; CKV_JU_12 fails any other rule name.
 resource failuresRule 'Microsoft.ServiceBus/namespaces/topics/subscriptions/rules@2024-01-01' = {
   parent: failures
-  name: 'failed-or-given-up'
+  name: '$Default'
   properties: {
     filterType: 'SqlFilter'
     sqlFilter: {

@@ -15,7 +15,7 @@ from typing import Any
 CHECK_PREFIX = "CKV_JU_"
 
 # Every custom check id. The gate fails if one of them produced no result on infra/.
-CUSTOM_CHECK_IDS = tuple(f"{CHECK_PREFIX}{n}" for n in range(1, 11))
+CUSTOM_CHECK_IDS = tuple(f"{CHECK_PREFIX}{n}" for n in range(1, 13))
 
 # Built-in role definitions this deployment may assign (docs/deploy.md, "Least privilege").
 INTENDED_ROLE_IDS = {

@@ -74,7 +74,31 @@ class TopicDuplicateDetection(BaseResourceCheck):
         return CheckResult.PASSED if value is True else CheckResult.FAILED
 
 
+class SubscriptionFilterIsDefaultRule(BaseResourceCheck):
+    """A subscription filter must be the `$Default` rule itself.
+
+    Every subscription starts with `$Default` (1=1, every message) and a subscription
+    delivers what ANY rule matches. Whether ARM drops `$Default` when another rule is
+    created is contested (terraform-provider-azurerm#20718 against pulumi-azure-native
+    #4489/#4799 and terraform-provider-azurerm#32452), so a rule under another name may
+    sit beside a catch-all. Redefining `$Default` is unambiguous. A second rule beside
+    a redefined `$Default` would also be safe: widen this check when one is needed.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            name="Service Bus subscription filter is defined as the $Default rule (no catch-all beside it)",
+            id="CKV_JU_12",
+            categories=[CheckCategories.GENERAL_SECURITY],
+            supported_resources=["Microsoft.ServiceBus/namespaces/topics/subscriptions/rules"],
+        )
+
+    def scan_resource_conf(self, conf: dict[str, Any]) -> CheckResult:
+        return CheckResult.PASSED if conf.get("name") == "$Default" else CheckResult.FAILED
+
+
 check_local_auth = ServiceBusLocalAuthDisabled()
 check_tls = ServiceBusMinimumTls()
 check_max_delivery = QueueMaxDeliveryCountSet()
 check_topic_dedup = TopicDuplicateDetection()
+check_default_rule = SubscriptionFilterIsDefaultRule()

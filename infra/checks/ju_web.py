@@ -103,6 +103,60 @@ class FlexDeploymentStorageUsesIdentity(BaseResourceCheck):
         return CheckResult.PASSED
 
 
+# siteConfig properties a Flex Consumption site rejects with ARM error 51021 (in the
+# regions where the check is rolled out; the others ignore them). Sources: the error
+# text quoted in microsoft/azure-pipelines-tasks#21032 and
+# Azure/terraform-azurerm-avm-res-web-site#345/#360, azure-functions-host#10643
+# (functionAppScaleLimit). Not listed: minimumElasticInstanceCount, still contested
+# (terraform-azurerm-avm-res-web-site#353). Compared case-insensitively.
+FLEX_REJECTED_SITE_CONFIG = {
+    "ftpsstate",
+    "use32bitworkerprocess",
+    "netframeworkversion",
+    "functionsruntimescalemonitoringenabled",
+    "prewarmedinstancecount",
+    "linuxfxversion",
+    "windowsfxversion",
+    "functionappscalelimit",
+    "alwayson",
+}
+# App settings Flex takes from functionAppConfig instead, and rejects.
+FLEX_REJECTED_APP_SETTINGS = {
+    "FUNCTIONS_WORKER_RUNTIME",
+    "FUNCTIONS_EXTENSION_VERSION",
+    "WEBSITE_RUN_FROM_PACKAGE",
+    "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING",
+}
+
+
+class FlexSiteConfigAccepted(BaseResourceCheck):
+    """A Flex Consumption site (it has functionAppConfig) sets nothing Flex rejects."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            name="Flex Consumption site sets no siteConfig property or app setting Flex rejects",
+            id="CKV_JU_11",
+            categories=[CheckCategories.GENERAL_SECURITY],
+            supported_resources=["Microsoft.Web/sites"],
+        )
+
+    def scan_resource_conf(self, conf: dict[str, Any]) -> CheckResult:
+        if ju_common.get(conf, "properties", "functionAppConfig") is ju_common.MISSING:
+            return CheckResult.PASSED  # not Flex Consumption
+        site_config = ju_common.get(conf, "properties", "siteConfig")
+        if not isinstance(site_config, dict):
+            return CheckResult.PASSED
+        if any(str(key).lower() in FLEX_REJECTED_SITE_CONFIG for key in site_config):
+            return CheckResult.FAILED
+        app_settings = site_config.get("appSettings")
+        if isinstance(app_settings, list):
+            for entry in app_settings:
+                if isinstance(entry, dict) and entry.get("name") in FLEX_REJECTED_APP_SETTINGS:
+                    return CheckResult.FAILED
+        return CheckResult.PASSED
+
+
 check_app_settings = AppSettingsWithoutSecrets()
 check_basic_publishing = BasicPublishingCredentialsDisabled()
 check_deployment_storage = FlexDeploymentStorageUsesIdentity()
+check_flex_site_config = FlexSiteConfigAccepted()

@@ -235,12 +235,111 @@ def test_scanner_ignores_comments_and_strings() -> None:
     assert scan.settings[0].value == "'https://example.org/${x}'"
 
 
-def test_retry_budget_limits_agree_with_the_settings_class() -> None:
-    """infra must not allow a budget the function refuses (or one that outlives the lock)."""
-    match = re.search(
-        r"@maxValue\((\d+)\)\s*param batchRetryBudgetSeconds", MAIN_BICEP.read_text(encoding="utf-8")
-    )
-    assert match is not None
-    field = app_settings.Settings.model_fields["retry_budget_seconds"]
-    (limit,) = [m.le for m in field.metadata if getattr(m, "le", None) is not None]
-    assert int(match.group(1)) == limit
+# --- numeric limits: every module, not only main.bicep -------------------------------
+
+PARAM_DECORATOR = re.compile(r"^@(minValue|maxValue)\((-?\d+)\)\s*$")
+
+
+def param_bounds(text: str, name: str) -> tuple[int | None, int | None]:
+    """(@minValue, @maxValue) of `param <name>` in a Bicep text (None where absent)."""
+    lines = text.splitlines()
+    index = next(i for i, line in enumerate(lines) if re.match(rf"^param {re.escape(name)}\b", line))
+    bounds: dict[str, int] = {}
+    for line in reversed(lines[:index]):
+        if not line.startswith("@"):
+            break
+        match = PARAM_DECORATOR.match(line.strip())
+        if match:
+            bounds[match.group(1)] = int(match.group(2))
+    return bounds.get("minValue"), bounds.get("maxValue")
+
+
+def field_bounds(alias: str) -> tuple[float | None, float | None, bool]:
+    """(lower, upper, lower exclusive) of the Settings field behind an app setting."""
+    field = next(f for f in app_settings.Settings.model_fields.values() if f.alias == alias)
+    lower = upper = None
+    exclusive = False
+    for item in field.metadata:
+        if getattr(item, "ge", None) is not None:
+            lower = item.ge
+        if getattr(item, "gt", None) is not None:
+            lower, exclusive = item.gt, True
+        if getattr(item, "le", None) is not None:
+            upper = item.le
+    return lower, upper, exclusive
+
+
+def limit_problems(texts: dict[str, str]) -> list[str]:
+    """Params that feed a bounded setting (in function.bicep, and the main.bicep params
+    passed to them) allow a value the Settings class refuses."""
+    problems: list[str] = []
+    function_text = texts["app/function.bicep"]
+    for setting in scan_text(function_text).settings:
+        match = re.fullmatch(r"string\((\w+)\)", setting.value)
+        if setting.name not in ALIASES or not match:
+            continue
+        lower, upper, exclusive = field_bounds(setting.name)
+        if lower is None and upper is None:
+            continue
+        chain = [("app/function.bicep", match.group(1))]
+        passed = re.search(rf"^\s*{match.group(1)}: (\w+)$", texts["main.bicep"], re.M)
+        if passed:
+            chain.append(("main.bicep", passed.group(1)))
+        for file, param in chain:
+            low, high = param_bounds(texts[file], param)
+            if lower is not None and (low is None or low < lower or (exclusive and low <= lower)):
+                problems.append(f"{file} {param}: @minValue {low} allows what {setting.name} refuses")
+            if upper is not None and (high is None or high > upper):
+                problems.append(f"{file} {param}: @maxValue {high} allows what {setting.name} refuses")
+    return problems
+
+
+def _texts() -> dict[str, str]:
+    return {str(p.relative_to(INFRA)): p.read_text(encoding="utf-8") for p in INFRA.rglob("*.bicep")}
+
+
+def test_bicep_limits_agree_with_the_settings_class_in_every_module() -> None:
+    """infra must not allow a value the function refuses (e.g. a retry budget that
+    outlives the lock), in the module that sets the app setting and in main.bicep."""
+    assert limit_problems(_texts()) == []
+
+
+def test_the_limit_check_covers_the_bounded_settings() -> None:
+    bounded = {
+        s.name
+        for s in _infra_scan().settings
+        if s.name in ALIASES and field_bounds(s.name) != (None, None, False)
+    }
+    assert {"BATCH_RETRY_BUDGET_SECONDS", "JOB_UPDATES_MAX_DELIVERY_COUNT"} <= bounded
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "problem"),
+    [
+        (
+            "app/function.bicep",
+            "@maxValue(240)\nparam batchRetryBudgetSeconds",
+            "@maxValue(600)\nparam batchRetryBudgetSeconds",
+            "app/function.bicep batchRetryBudgetSeconds: @maxValue 600",
+        ),
+        (
+            "main.bicep",
+            "@maxValue(240)\nparam batchRetryBudgetSeconds",
+            "@maxValue(300)\nparam batchRetryBudgetSeconds",
+            "main.bicep batchRetryBudgetSeconds: @maxValue 300",
+        ),
+        (
+            "app/function.bicep",
+            "@minValue(1)\n@maxValue(2000)\nparam jobUpdatesMaxDeliveryCount",
+            "@maxValue(2000)\nparam jobUpdatesMaxDeliveryCount",
+            "app/function.bicep jobUpdatesMaxDeliveryCount: @minValue None",
+        ),
+    ],
+    ids=["module-max-too-high", "main-max-too-high", "module-min-missing"],
+)
+def test_limit_check_fails_on_a_mutated_module(file: str, old: str, new: str, problem: str) -> None:
+    texts = _texts()
+    assert texts[file].count(old) == 1, old
+    texts[file] = texts[file].replace(old, new)
+    found = limit_problems(texts)
+    assert any(p.startswith(problem) for p in found), found

@@ -170,7 +170,15 @@ def test_azd_service_matches_the_function_app_tag() -> None:
     assert azure["infra"]["path"] == "infra"
     services = azure["services"]
     assert list(services) == ["api"]
-    assert services["api"] == {"project": ".", "language": "python", "host": "function"}
+    api = services["api"]
+    assert {k: api[k] for k in ("project", "language", "host")} == {
+        "project": ".",
+        "language": "python",
+        "host": "function",
+    }
+    # Packages are built locally (prepackage hook) and deployed as built.
+    assert api["remoteBuild"] is False
+    assert "infra/hooks/build_package.py" in api["hooks"]["prepackage"]["run"]
     params = _config(MODULES["functionApp"])["params"]
     assert params["serviceName"] == "api"
     assert "SERVICE_API_NAME" in MAIN_JSON["outputs"]
@@ -190,3 +198,31 @@ def test_batch_role_module_is_scoped_to_the_batch_accounts_resource_group() -> N
             "subscription_id": "batchSubscriptionId",
             "resource_group_name": "batchResourceGroupName",
         }
+
+
+def _min_version(spec: str) -> tuple[int, ...]:
+    match = re.fullmatch(r">=\s*(\d+)\.(\d+)\.(\d+)", spec.strip())
+    assert match, f"requiredVersions.azd {spec!r} is not a plain `>= x.y.z`"
+    return tuple(int(g) for g in match.groups())
+
+
+def test_azd_version_is_pinned_where_azd_down_spares_existing_groups() -> None:
+    """azd < 1.24.1 deletes every group holding a deployed resource (Azure/azure-dev#7698):
+    with a role assignment in the Batch account's group that is the Batch account's."""
+    azure = yaml.safe_load((REPO / "azure.yaml").read_text(encoding="utf-8"))
+    assert _min_version(azure["requiredVersions"]["azd"]) >= (1, 24, 1)
+
+
+@pytest.mark.parametrize("spec", [">= 1.10.0", ">= 1.24.0", "1.24.1", ">= 1.24"])
+def test_azd_version_check_refuses_older_or_loose_pins(spec: str) -> None:
+    try:
+        ok = _min_version(spec) >= (1, 24, 1)
+    except AssertionError:
+        ok = False
+    assert not ok
+
+
+def test_hooks_run_the_deployment_checks() -> None:
+    azure = yaml.safe_load((REPO / "azure.yaml").read_text(encoding="utf-8"))
+    assert azure["hooks"]["preprovision"]["run"] == "python3 infra/hooks/check_deploy.py preprovision"
+    assert azure["hooks"]["postprovision"]["run"] == "python3 infra/hooks/check_deploy.py postprovision"
