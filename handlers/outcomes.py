@@ -17,7 +17,7 @@ from typing import Any
 from handlers.contract import Conditions
 from handlers.errors import Problem
 from handlers.wire import BatchError
-from handlers.wire_formats import bare_etag, canonical_duration, parse_http_date
+from handlers.wire_formats import MAX_TICKS, bare_etag, canonical_duration, format_duration, parse_http_date
 
 __all__ = [
     "Outcome",
@@ -103,26 +103,39 @@ def _contains(current: Any, wanted: Any) -> bool:
     return bool(current == wanted)
 
 
-def already_in_place(job: dict[str, Any], body: dict[str, Any]) -> bool:
-    """Does the job already carry every value the update sets? (redelivery after success)"""
+# What a replace-mode PATCH leaves in a nested object it names: Batch resets the
+# fields the object omits to these (the documented defaults). poolInfo and
+# networkConfiguration have no documented reset values: compared field by field.
+_REPLACE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "constraints": {"maxWallClockTime": format_duration(MAX_TICKS), "maxTaskRetryCount": 0},
+}
+
+
+def _same(name: str, old: Any, new: Any, *, replace_nested: bool) -> bool:
+    defaults = _REPLACE_DEFAULTS.get(name)
+    if replace_nested and defaults is not None and isinstance(new, dict):
+        return bool(old == _normalise({**defaults, **new}))
+    return _contains(old, new)
+
+
+def already_in_place(job: dict[str, Any], body: dict[str, Any], *, replace_nested: bool = False) -> bool:
+    """Does the job already hold what the update would leave? (a redelivery after success)"""
     current, wanted = _normalise(job), _normalise(body)
-    return all(_contains(current.get(k), v) for k, v in wanted.items())
+    return all(_same(k, current.get(k), v, replace_nested=replace_nested) for k, v in wanted.items())
 
 
 def changes(job: dict[str, Any], body: dict[str, Any], *, replace_nested: bool = False) -> dict[str, Any]:
     """Top-level properties the update would change: {name: {"from": old, "to": new}}.
 
-    With `replace_nested` (replace mode), a nested object counts as changed unless
-    it equals the stored one whole: Batch resets the fields it leaves out.
+    With `replace_nested` (replace mode), a nested object counts as changed unless the
+    stored one equals it with Batch's reset values for the fields it leaves out.
     """
     current, wanted = _normalise(job), _normalise(body)
-    out: dict[str, Any] = {}
-    for name, new in wanted.items():
-        old = current.get(name)
-        same = old == new if replace_nested and isinstance(new, dict) else _contains(old, new)
-        if not same:
-            out[name] = {"from": job.get(name), "to": body[name]}
-    return out
+    return {
+        name: {"from": job.get(name), "to": body[name]}
+        for name, new in wanted.items()
+        if not _same(name, current.get(name), new, replace_nested=replace_nested)
+    }
 
 
 def merge(job: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -161,16 +174,22 @@ def _merge_objects(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def evaluate_conditions(conditions: Conditions, etag: str | None, last_modified: str | None) -> bool:
-    """Would Batch's preconditions hold against this ETag / Last-Modified? (dry runs)"""
+def evaluate_conditions(conditions: Conditions, etag: str | None, last_modified: str | None) -> bool | None:
+    """Would Batch's preconditions hold against this ETag / Last-Modified? (dry runs)
+
+    None when the message has none. Both headers of an allowed pair must hold.
+    """
+    if not conditions.model_fields_set:
+        return None
     current = bare_etag(etag) if etag else None
-    if conditions.if_match is not None:
-        return conditions.if_match == "*" or bare_etag(conditions.if_match) == current
-    if conditions.if_none_match is not None:
-        return conditions.if_none_match != "*" and bare_etag(conditions.if_none_match) != current
     modified: datetime | None = parse_http_date(last_modified) if last_modified else None
+    held = True
+    if conditions.if_match is not None:
+        held &= conditions.if_match == "*" or bare_etag(conditions.if_match) == current
+    if conditions.if_none_match is not None:
+        held &= conditions.if_none_match != "*" and bare_etag(conditions.if_none_match) != current
     if conditions.if_unmodified_since is not None and modified is not None:
-        return modified <= conditions.if_unmodified_since
+        held &= modified <= conditions.if_unmodified_since
     if conditions.if_modified_since is not None and modified is not None:
-        return modified > conditions.if_modified_since
-    return True
+        held &= modified > conditions.if_modified_since
+    return held

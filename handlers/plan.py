@@ -24,7 +24,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -41,7 +41,7 @@ from handlers.wire import (
     build_request,
     client_request_id_for,
 )
-from handlers.wire_formats import parse_etag, parse_http_date
+from handlers.wire_formats import parse_http_date
 
 __all__ = [
     "Done",
@@ -230,7 +230,7 @@ def _replace(job: Job, history: tuple[Exchange, ...]) -> Send | Done:
         return _final(job, history, patch)
     got = history[1]
     reply = _reply(got)
-    if reply.ok and already_in_place(reply.json(), job.update):
+    if reply.ok and already_in_place(reply.json(), job.update, replace_nested=True):
         return _in_place_after_412(job, history, got, decisive_412=patch)
     # A real conflict: report the PATCH's 412, not the read's reply.
     return _final(job, history, patch)
@@ -242,6 +242,9 @@ def _merge(job: Job, history: tuple[Exchange, ...]) -> Send | Done:
         history[-1].step.purpose is Purpose.write
         and _reply(history[-1]).status_class is StatusClass.precondition_failed
     ):
+        if history and own_etag is not None and not _own_write_may_explain(job, history):
+            # The message pins the version: a 412 nothing of ours explains is final.
+            return _final(job, history, history[-1])
         rounds = sum(1 for x in history if x.step.purpose is Purpose.read)
         if rounds >= job.policy.merge_max_rounds:
             # Every round's write lost a race: report the last 412.
@@ -270,17 +273,7 @@ def _merge(job: Job, history: tuple[Exchange, ...]) -> Send | Done:
         if _own_write_may_explain(job, history) and already_in_place(current, merged):
             return _in_place_after_412(job, history, last, decisive_412=None)
         # Found on the read: no write is sent that Batch would refuse with 412.
-        error = BatchError("ConditionNotMet", "ifMatch does not match the job's ETag (read)")
-        return _finish(
-            job,
-            history,
-            Outcome.precondition_failed,
-            last,
-            http_status=None,
-            error=error,
-            write=Write.none,
-            conditions_met=False,
-        )
+        return _finish(job, history, Outcome.precondition_failed, last, **_READ_MISMATCH, write=Write.none)
     diff = changes(current, merged)
     if not diff:
         own = _own_write_may_explain(job, history)
@@ -293,10 +286,26 @@ def _merge(job: Job, history: tuple[Exchange, ...]) -> Send | Done:
             write=Write.earlier_delivery if own else Write.none,
             conditions_met=True if own_etag else None,
         )
+    if not reply.etag:
+        # Without the read's ETag the write could not be guarded against a lost update.
+        error = BatchError("MissingETag", "the job read returned no ETag; merge will not write unguarded")
+        return _finish(job, history, Outcome.failed, last, error=error, write=Write.none)
     body = {name: merged[name] for name in diff}
-    # Quoted, as the SDK sends it (Batch answers with bare ETags).
-    guard = parse_etag(reply.etag) if reply.etag else "*"
-    return Send(_request(job, "PATCH", body, {"If-Match": guard}), Purpose.write, changes=diff)
+    return Send(_request(job, "PATCH", body, {"If-Match": _quoted(reply.etag)}), Purpose.write, changes=diff)
+
+
+# A message ifMatch found stale on a merge read: no request got a 412, so no HTTP status.
+_READ_MISMATCH: dict[str, Any] = {
+    "http_status": None,
+    "error": BatchError("ConditionNotMet", "ifMatch does not match the job's ETag (read)"),
+    "conditions_met": False,
+}
+
+
+def _quoted(etag: str) -> str:
+    """The read ETag as an If-Match value, quoted as the SDK sends it (Batch answers
+    with bare ETags). Sent back as read: it is Batch's own token."""
+    return etag if len(etag) >= 2 and etag[0] == etag[-1] == '"' else f'"{etag}"'
 
 
 def _dry_run(job: Job, history: tuple[Exchange, ...]) -> Send | Done:
@@ -360,20 +369,23 @@ def _in_place_after_412(
     modified = _reply(read).last_modified
     enqueued = job.inbound.enqueued_at
     if modified is not None and enqueued is not None:
+        if enqueued.tzinfo is None:  # the host's EnqueuedTimeUtc can arrive without an offset
+            enqueued = enqueued.replace(tzinfo=UTC)
         try:
             before_message = parse_http_date(modified) < enqueued.replace(microsecond=0)
         except ValueError:
             before_message = False
         if before_message:
             # Last written before this message existed: not ours. The condition failed.
+            failed = {"conditions_met": False} if decisive_412 is not None else _READ_MISMATCH
             return _finish(
                 job,
                 history,
                 Outcome.precondition_failed,
                 decisive_412 or read,
+                **failed,
                 in_place=True,
                 write=Write.none,
-                conditions_met=False,
             )
     # Batch cannot say who wrote; our earlier delivery or attempt can explain it.
     return _finish(

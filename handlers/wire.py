@@ -26,6 +26,7 @@ __all__ = [
     "MAX_RETRY_AFTER_SECONDS",
     "RETRYABLE_STATUS",
     "SUPPORTED_API_VERSIONS",
+    "USER_AGENT",
     "ApiVersion",
     "BatchError",
     "BatchReply",
@@ -42,6 +43,8 @@ __all__ = [
 ]
 
 CONTENT_TYPE = "application/json; odata=minimalmetadata"
+# Names this function in Batch's request logs (support cases, throttling reports).
+USER_AGENT = "batch-job-update/1.0 (azure-functions; python)"
 # Both carry the same Update Job body (BatchJobUpdateOptions); docs/message-contract.md
 # says why 2025-06-01 is the default.
 ApiVersion = Literal["2025-06-01", "2026-10-01"]
@@ -124,6 +127,7 @@ def build_request(
     if server_timeout is not None:
         query += f"&{timeout_parameter(api_version)}={server_timeout}"
     headers = {
+        "User-Agent": USER_AGENT,
         "client-request-id": client_request_id,
         "return-client-request-id": "true" if return_client_request_id else "false",
         "ocp-date": format_http_date(ocp_date),

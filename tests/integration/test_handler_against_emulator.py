@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from handlers.handler import Inbound, JobUpdateHandler, RetryLater
 from handlers.events import OutcomeData
+from handlers.handler import Inbound, JobUpdateHandler, RetryLater
 from handlers.outcomes import Outcome, Write
 from standins.batch import BatchEmulator, Fault
 from standins.identity import BATCH_RESOURCE, TokenEndpoint

@@ -68,7 +68,9 @@ def test_evaluate_conditions() -> None:
     assert not evaluate_conditions(
         Conditions.model_validate({"ifUnmodifiedSince": "Sun, 16 Feb 2025 00:00:00 GMT"}), "0x1", lm
     )
-    assert evaluate_conditions(Conditions(), None, None)
+    assert evaluate_conditions(Conditions(), None, None) is None  # no conditions: nothing to hold
+    both = {"ifMatch": "0x1", "ifUnmodifiedSince": "Sun, 16 Feb 2025 00:00:00 GMT"}
+    assert evaluate_conditions(Conditions.model_validate(both), "0x1", lm) is False  # pairs: both must hold
 
 
 def test_timeout_parameter_name_follows_the_api_version() -> None:

@@ -31,7 +31,7 @@ from handlers.plan import (
     internal_error,
     next_step,
 )
-from handlers.wire import CONTENT_TYPE, BatchError, BatchReply, Sent, build_request
+from handlers.wire import CONTENT_TYPE, USER_AGENT, BatchError, BatchReply, BatchRequest, Sent, build_request
 
 ENDPOINT = "https://acct.westeurope.batch.azure.com"
 OTHER = "https://other.westeurope.batch.azure.com"
@@ -191,6 +191,7 @@ def expected(mode: str, outcome: Outcome, **fields: Any) -> Result:
 
 def headers(**extra: str) -> dict[str, str]:
     return {
+        "User-Agent": USER_AGENT,
         "client-request-id": CRID,
         "return-client-request-id": "false",
         "ocp-date": OCP_DATE,
@@ -277,6 +278,7 @@ PRIORITY = {"update": {"priority": 500}}
             ),
             JOB_URL + QUERY,
             {
+                "User-Agent": USER_AGENT,
                 "client-request-id": "9C4D50EE-2D56-4CD3-8152-34347DC9F2B0",
                 "return-client-request-id": "false",
                 "ocp-date": "Thu, 01 Jan 2026 11:55:00 GMT",
@@ -636,12 +638,6 @@ def test_replace_verify_read_that_fails_transiently_gives_up_or_retries(
     assert w.done.settle is settle
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: replace-mode verify uses subset containment (already_in_place), not replace "
-    "semantics: a nested object left with fields our replace PATCH would have reset is "
-    "reported as applied by an earlier delivery",
-)
 def test_replace_verify_nested_object_must_equal_whole() -> None:
     # Our replace PATCH of constraints {maxTaskRetryCount: 3} resets maxWallClockTime to
     # unlimited; a job still holding PT1H was not written by us.
@@ -650,12 +646,6 @@ def test_replace_verify_nested_object_must_equal_whole() -> None:
     assert w.result.outcome is Outcome.precondition_failed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="BUG: plan._in_place_after_412 compares an aware Last-Modified with Inbound.enqueued_at; "
-    "azure.functions hands a naive datetime when EnqueuedTimeUtc has no offset -> TypeError",
-)
 def test_naive_enqueued_time_is_taken_as_utc() -> None:
     w = _verify(JOB, lm=LM_OLD, enqueued_at=datetime(2026, 1, 1, 11, 59))
     assert w.result.outcome is Outcome.precondition_failed
@@ -848,12 +838,6 @@ def test_merge_if_match_redelivery_values_in_place_is_applied_by_an_earlier_deli
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: merge + ifMatch, redelivery, values in place but written before the message: "
-    "precondition-failed is built from the GET 200 (httpStatus 200, no error) instead of "
-    "httpStatus None + ConditionNotMet like the first-delivery path",
-)
 def test_merge_if_match_in_place_before_the_message_reports_condition_not_met() -> None:
     in_place = {**JOB, "constraints": MERGED_CONSTRAINTS, "metadata": MERGED_METADATA}
     job = job_for(
@@ -869,12 +853,6 @@ def test_merge_if_match_in_place_before_the_message_reports_condition_not_met() 
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (docs vs code): docs/message-contract.md says merge with ifMatch 'pins the version "
-    "(no re-read on 412)'; the plan reads again and reports the GET (httpStatus None) instead of "
-    "the PATCH's 412",
-)
 def test_merge_if_match_412_on_a_first_single_attempt_is_final() -> None:
     job = merge_job(conditions={"ifMatch": "0x8DD0000000000A1"})
     w = walk(job, [got(), failed_412()])
@@ -924,7 +902,7 @@ def test_merge_transient_exhausted(delivery: int, settle: Settle, where: str, ki
 
 # --- dry run --------------------------------------------------------------------------
 
-DRY_UPDATE = {"priority": 20, "constraints": {"maxTaskRetryCount": 3}, "onAllTasksComplete": "NoAction"}
+DRY_UPDATE = {"priority": 20, "constraints": {"maxTaskRetryCount": 2}, "onAllTasksComplete": "NoAction"}
 
 
 @pytest.mark.parametrize(
@@ -934,12 +912,21 @@ DRY_UPDATE = {"priority": 20, "constraints": {"maxTaskRetryCount": 3}, "onAllTas
             "replace",
             {
                 "priority": {"from": 10, "to": 20},
-                # Replace resets maxWallClockTime: the nested object changes unless equal whole.
-                "constraints": {"from": JOB["constraints"], "to": {"maxTaskRetryCount": 3}},
+                "constraints": {"from": JOB["constraints"], "to": {"maxTaskRetryCount": 2}},
             },
             id="replace-semantics",
         ),
-        pytest.param("merge", {"priority": {"from": 10, "to": 20}}, id="merge-semantics"),
+        pytest.param(
+            "merge",
+            {
+                "priority": {"from": 10, "to": 20},
+                "constraints": {
+                    "from": JOB["constraints"],
+                    "to": {"maxWallClockTime": UNLIMITED, "maxTaskRetryCount": 2},
+                },
+            },
+            id="merge-semantics",
+        ),
     ],
 )
 def test_dry_run_reads_once_and_reports_changes(mode: str, changes: dict[str, Any]) -> None:
@@ -956,9 +943,17 @@ def test_dry_run_reads_once_and_reports_changes(mode: str, changes: dict[str, An
         last_modified=LM_NEW,
         changes=changes,
         write=None,
-        conditions_met=True,
+        conditions_met=None,  # the message has no conditions
     )
     assert w.done.settle is Settle.complete
+
+
+def test_dry_run_replace_counts_batch_reset_values_as_unchanged() -> None:
+    # A replace PATCH of {"maxTaskRetryCount": 3} leaves maxWallClockTime unlimited,
+    # which is what JOB holds already: nothing would change.
+    update = {"constraints": {"maxTaskRetryCount": 3}}
+    job = job_for(message(update=update, options={"dryRun": True}))
+    assert walk(job, [got()]).result.changes == {}
 
 
 def test_dry_run_replace_nested_equal_whole_is_unchanged() -> None:
@@ -990,11 +985,6 @@ def test_dry_run_conditions_met_from_the_read(conditions: dict[str, str], met: b
     assert w.result.changes == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: outcomes.evaluate_conditions returns on ifMatch (or ifNoneMatch) alone and never "
-    "checks the allowed companion ifUnmodifiedSince (ifModifiedSince)",
-)
 @pytest.mark.parametrize(
     "conditions",
     [
@@ -1248,3 +1238,19 @@ def test_internal_error_for_an_unreadable_body_names_no_job() -> None:
     done = internal_error(inbound(b"\xff\xfe"), POLICY, KeyError("k"))
     assert done.result.job_id is None
     assert done.result.error == BatchError("InternalError", "KeyError in the job-update function")
+
+
+def test_merge_without_a_read_etag_does_not_write_unguarded() -> None:
+    job = job_for(message(mode="merge", update={"priority": 20}))
+    w = walk(job, [got(etag="")])
+    assert w.methods == ["GET"]
+    assert w.result.outcome is Outcome.failed
+    assert w.result.error is not None and w.result.error.code == "MissingETag"
+    assert w.result.write is Write.none
+
+
+def test_merge_sends_the_read_etag_back_as_read_only_quoted() -> None:
+    job = job_for(message(mode="merge", update={"priority": 20}))
+    step = next_step(job, (Exchange(Send(BatchRequest("GET", "u", {}), Purpose.read), got(etag='"0x8D1"')),))
+    assert isinstance(step, Send)
+    assert step.request.headers["If-Match"] == '"0x8D1"'  # not quoted twice
