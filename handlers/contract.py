@@ -12,6 +12,7 @@ nothing). `docs/job-update.schema.json` is generated from these models.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from datetime import datetime, timedelta
@@ -79,6 +80,7 @@ _ENDPOINT = re.compile(ENDPOINT_PATTERN[1:-1])
 _GUID = re.compile(GUID_PATTERN[1:-1])
 _JOB_URL = re.compile(JOB_URL_PATTERN[1:-1])
 INT64_MAX = 2**63 - 1
+INT64_MIN = -(2**63)
 
 
 def _pattern_check(compiled: re.Pattern[str], pattern: str, code: str, message: str) -> list[Any]:
@@ -105,6 +107,19 @@ def _any_case(*values: str) -> str:
     """A pattern matching any of `values` in any case (JSON Schema has no case-insensitive enum)."""
     words = ["".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else re.escape(c) for c in v) for v in values]
     return "^(?:" + "|".join(words) + ")$"
+
+
+def _every_one_of(*rules: list[dict[str, Any]]) -> dict[str, Any]:
+    """JSON Schema for "each rule holds by one of its alternatives", as one anyOf of the
+    merged combinations: equivalent to allOf of anyOfs, and generators need no filters."""
+    combos: list[dict[str, Any]] = []
+    for choice in itertools.product(*rules):
+        merged: dict[str, Any] = {"required": [], "properties": {}}
+        for alternative in choice:
+            merged["required"] += alternative.get("required", [])
+            merged["properties"].update(alternative.get("properties", {}))
+        combos.append({k: v for k, v in merged.items() if v})
+    return {"anyOf": combos}
 
 
 def _lower(value: object) -> object:
@@ -166,8 +181,12 @@ def _check_free_json(value: object, limit: int) -> None:
             _check_free_json(item, limit - 1)
     elif isinstance(value, float) and not math.isfinite(value):
         raise PydanticCustomError("number_not_finite", "NaN and Infinity are not JSON numbers Batch accepts")
-    elif isinstance(value, int) and not isinstance(value, bool) and not -INT64_MAX - 1 <= value <= INT64_MAX:
-        raise PydanticCustomError("number_too_large", "integer outside the Int64 range")
+    elif (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and not INT64_MIN <= value <= INT64_MAX
+    ):
+        raise PydanticCustomError("number_too_large", "number outside the Int64 range")
 
 
 def is_job_id(value: str) -> bool:
@@ -272,7 +291,7 @@ class AutoPoolSpecificationUpdate(_Model):
     pool: dict[str, Any] | None = Field(
         None,
         description="A Batch pool specification (BatchPoolSpecificationUpdate: no field is required). "
-        "Passed through as given; Batch validates its fields",
+        f"Passed through as given; Batch validates its fields. At most {MAX_POOL_DEPTH} levels deep",
     )
 
     @field_validator("pool")
@@ -348,7 +367,12 @@ class JobUpdate(_Model):
         alias="onAllTasksComplete",
         description="noaction or terminatejob (any case)",
     )
-    metadata: list[MetadataItem] | None = Field(None, max_length=1000)
+    metadata: list[MetadataItem] | None = Field(
+        None,
+        max_length=1000,
+        description="Replaces the job's list ([] clears it). The spec sets no rule on repeated "
+        "names: replace mode sends them as given; merge mode upserts in order (the last one wins)",
+    )
     network_configuration: JobNetworkConfigurationUpdate | None = Field(None, alias="networkConfiguration")
 
     @field_validator("max_parallel_tasks")
@@ -359,20 +383,6 @@ class JobUpdate(_Model):
                 "invalid_max_parallel_tasks",
                 "maxParallelTasks must be -1 (no limit) or greater than 0",
             )
-        return value
-
-    @field_validator("metadata")
-    @classmethod
-    def _unique_names(cls, value: list[MetadataItem] | None) -> list[MetadataItem] | None:
-        if value is not None:
-            seen: set[str] = set()
-            for item in value:
-                if item.name in seen:
-                    raise PydanticCustomError(
-                        "duplicate_metadata_name",
-                        f"metadata name {item.name!r} appears more than once",
-                    )
-                seen.add(item.name)
         return value
 
     def body(self) -> dict[str, Any]:
@@ -483,25 +493,28 @@ class JobUpdateMessage(_Model):
         json_schema_extra={
             "$id": "https://schemas.batch-job-update.dev/job-update/1.0.json",
             # The cross-field rules of _coherent, as far as JSON Schema can say them.
-            "allOf": [
-                {"oneOf": [{"required": ["jobId"]}, {"required": ["jobUrl"]}]},
-                {"not": {"required": ["jobUrl", "endpoint"]}},
-                {
-                    "if": {
-                        "not": {
-                            "required": ["options"],
-                            "properties": {
-                                "options": {"required": ["dryRun"], "properties": {"dryRun": {"const": True}}}
-                            },
-                        }
+            **_every_one_of(
+                # the job: jobId (and optionally endpoint), or jobUrl alone
+                [
+                    {"required": ["jobId"], "properties": {"jobUrl": False}},
+                    {"required": ["jobUrl"], "properties": {"jobId": False, "endpoint": False}},
+                ],
+                # something to change, unless it is a dry run
+                [
+                    {"required": ["update"], "properties": {"update": {"minProperties": 1}}},
+                    {
+                        "required": ["options"],
+                        "properties": {
+                            "options": {"required": ["dryRun"], "properties": {"dryRun": {"const": True}}}
+                        },
                     },
-                    "then": {"required": ["update"], "properties": {"update": {"minProperties": 1}}},
-                },
-                {
-                    "if": {"required": ["mode"], "properties": {"mode": {"pattern": _any_case("merge")}}},
-                    "then": {"properties": {"conditions": {"propertyNames": {"const": "ifMatch"}}}},
-                },
-            ],
+                ],
+                # merge mode takes ifMatch only
+                [
+                    {"properties": {"mode": {"pattern": _any_case("replace")}}},
+                    {"properties": {"conditions": {"propertyNames": {"const": "ifMatch"}}}},
+                ],
+            ),
         },
     )
 
@@ -669,7 +682,25 @@ class _NoNullsSchema(GenerateJsonSchema):
         return out
 
 
+# Free-form JSON inside a pool specification: no null, numbers within Int64 (its
+# depth limit is one of the rules JSON Schema cannot say).
+_POOL_VALUE = {
+    "anyOf": [
+        {"type": "string"},
+        {"type": "boolean"},
+        {"type": "number", "minimum": INT64_MIN, "maximum": INT64_MAX},
+        {"type": "array", "items": {"$ref": "#/$defs/PoolValue"}},
+        {"type": "object", "additionalProperties": {"$ref": "#/$defs/PoolValue"}},
+    ]
+}
+
+
 def json_schema() -> dict[str, Any]:
-    return JobUpdateMessage.model_json_schema(
+    schema = JobUpdateMessage.model_json_schema(
         by_alias=True, mode="validation", schema_generator=_NoNullsSchema
     )
+    # pydantic resolves every $ref it meets, so the recursive one is added afterwards.
+    schema["$defs"]["PoolValue"] = _POOL_VALUE
+    pool = schema["$defs"]["AutoPoolSpecificationUpdate"]["properties"]["pool"]
+    pool["additionalProperties"] = {"$ref": "#/$defs/PoolValue"}
+    return schema

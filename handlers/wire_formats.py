@@ -35,71 +35,76 @@ TICKS_PER_SECOND = 10_000_000
 MAX_TICKS = 2**63 - 1
 _FRACTION_DIGITS = 7
 
-# ISO 8601, day-time part only (TimeSpan has no years or months); weeks are 7 days.
-# Letters in any case (XmlConvert accepts upper case; producers send both).
-_ISO = (
-    r"[Pp](?=[0-9]|[Tt][0-9])(?:(?P<weeks>[0-9]+)[Ww])?(?:(?P<days>[0-9]+)[Dd])?"
-    r"(?:[Tt](?=[0-9])(?:(?P<hours>[0-9]+)[Hh])?(?:(?P<minutes>[0-9]+)[Mm])?"
-    r"(?:(?P<seconds>[0-9]+)(?:\.(?P<fraction>[0-9]{1,7}))?[Ss])?)?"
-)
+# ISO 8601, day-time part only (TimeSpan has no years or months); weeks are 7 days;
+# letters in any case. Each part's digits are bounded so that any combination stays
+# inside Int64 ticks (at most 10,567,676 days in all), and Batch's own "unlimited"
+# is admitted exactly: a pattern a JSON Schema validator can check says the whole rule.
+_W, _D = "[0-9]{1,4}[Ww]", "[0-9]{1,7}[Dd]"
+_H, _M, _S = "[0-9]{1,7}[Hh]", "[0-9]{1,8}[Mm]", r"[0-9]{1,9}(?:\.[0-9]{1,7})?[Ss]"
+_T = f"[Tt](?:{_H}(?:{_M})?(?:{_S})?|{_M}(?:{_S})?|{_S})"
+_ISO = f"[Pp](?:{_W}(?:{_D})?(?:{_T})?|{_D}(?:{_T})?|{_T})|[Pp]10675199[Dd][Tt]2[Hh]48[Mm]5\\.4775807[Ss]"
 # .NET TimeSpan text: [d.]hh:mm[:ss[.fffffff]] (what PowerShell prints).
 _TIMESPAN = (
-    r"(?:(?P<tdays>[0-9]+)\.)?(?P<thours>[0-9]{1,2}):(?P<tminutes>[0-9]{1,2})"
-    r"(?::(?P<tseconds>[0-9]{1,2})(?:\.(?P<tfraction>[0-9]{1,7}))?)?"
+    r"(?:[0-9]{1,7}\.)?(?:[01]?[0-9]|2[0-3]):[0-5]?[0-9](?::[0-5]?[0-9](?:\.[0-9]{1,7})?)?"
+    r"|10675199\.02:48:05\.4775807"
 )
-# The schema's copy without group names: JSON Schema validators differ on their syntax.
-DURATION_PATTERN = "^(?:" + re.sub(r"\?P<[a-z]+>", "?:", f"{_ISO}|{_TIMESPAN}") + ")$"
+DURATION_PATTERN = f"^(?:{_ISO}|{_TIMESPAN})$"
 _DURATION = re.compile(f"{_ISO}|{_TIMESPAN}")
+_ISO_PART = re.compile(r"([0-9]+)(?:\.([0-9]+))?([A-Za-z])")
+_TIMESPAN_PARTS = re.compile(
+    r"(?:(?P<days>[0-9]+)\.)?(?P<hours>[0-9]+):(?P<minutes>[0-9]+)(?::(?P<seconds>[0-9]+)(?:\.(?P<fraction>[0-9]+))?)?"
+)
+_UNIT_SECONDS = {"w": 7 * 86_400, "d": 86_400, "h": 3_600, "m": 60, "s": 1}
 
 GUID_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 _GUID = re.compile(GUID_PATTERN[1:-1])
 # Visible ASCII but the quote, bare or quoted, or "*". Batch's are `0x8D...`.
 ETAG_PATTERN = r'^(?:\*|[\x21\x23-\x7e]{1,256}|"[\x21\x23-\x7e]{1,256}")$'
 _ETAG = re.compile(r"[\x21\x23-\x7e]{1,256}")
-# RFC 1123 (what HTTP sends) or ISO 8601 with an explicit offset.
-_RFC1123_TEXT = (
-    r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), [0-9]{2} (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
-    r" [0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2} GMT"
+# RFC 1123 (what HTTP sends) or ISO 8601 with an explicit offset. Only days that exist
+# (Feb 29 in leap years) and times within range, so the pattern says the whole rule.
+_LEAP = "(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:0[48]|[2468][048]|[13579][26])00)"
+_YEAR = "(?:[0-9]{3}[1-9]|[0-9]{2}[1-9]0|[0-9][1-9]00|[1-9]000)"  # 0001-9999
+_MONTH_DAY = (
+    "(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)|(?:0[13578]|1[02])-31)"
 )
+_CLOCK = "(?:[01][0-9]|2[0-3]):[0-5][0-9]"
 _ISO_DATE_TEXT = (
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,6})?)?"
-    r"(?:[Zz]|[+-][0-9]{2}:[0-9]{2})"
+    f"(?:{_YEAR}-{_MONTH_DAY}|{_LEAP}-02-29)[Tt]{_CLOCK}(?::[0-5][0-9](?:\\.[0-9]{{1,6}})?)?"
+    f"(?:[Zz]|[+-]{_CLOCK})"
+)
+_DAY_MONTH = (
+    "(?:(?:0[1-9]|1[0-9]|2[0-8]) (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+    "|(?:29|30) (?:Jan|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)|31 (?:Jan|Mar|May|Jul|Aug|Oct|Dec))"
+)
+_RFC1123_TEXT = (
+    f"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), (?:{_DAY_MONTH} {_YEAR}|29 Feb {_LEAP}) {_CLOCK}:[0-5][0-9] GMT"
 )
 HTTP_DATE_PATTERN = f"^(?:{_RFC1123_TEXT}|{_ISO_DATE_TEXT})$"
 _RFC1123 = re.compile(_RFC1123_TEXT)
 _ISO_DATE = re.compile(_ISO_DATE_TEXT)
 
 
-def _ticks(seconds: str | None, fraction: str | None) -> int:
-    whole = int(seconds or 0) * TICKS_PER_SECOND
-    return whole + (int((fraction or "").ljust(_FRACTION_DIGITS, "0")) if fraction else 0)
-
-
 def parse_duration(text: str) -> int:
     """ISO 8601 (`PT1H`, `P1DT2H`) or .NET TimeSpan text (`1.02:03:04`), as ticks."""
-    match = _DURATION.fullmatch(text)
-    if match is None:
+    if _DURATION.fullmatch(text) is None:
         raise ValueError(
-            f"{text[:40]!r} is not a duration: use ISO 8601 (e.g. PT1H30M, P2D) "
-            "or .NET TimeSpan text (e.g. 01:30:00, 2.00:00:00), at most 7 fractional digits"
+            f"{text[:40]!r} is not a duration: use ISO 8601 (e.g. PT1H30M, P2D) or .NET TimeSpan "
+            "text (e.g. 01:30:00, 2.00:00:00); at most 7 digits of days and 7 fractional digits"
         )
-    g = match.groupdict()
-    if g["thours"] is not None:
-        hours, minutes, seconds = int(g["thours"]), int(g["tminutes"]), int(g["tseconds"] or 0)
-        if hours > 23 or minutes > 59 or seconds > 59:
-            raise ValueError(f"{text!r} is not a valid TimeSpan (hours < 24, minutes and seconds < 60)")
-        days = int(g["tdays"] or 0)
-        ticks = ((days * 24 + hours) * 60 + minutes) * 60 * TICKS_PER_SECOND + _ticks(
-            g["tseconds"], g["tfraction"]
-        )
+    if text[0] in "Pp":
+        ticks = 0
+        for number, fraction, unit in _ISO_PART.findall(text[1:]):
+            ticks += int(number) * _UNIT_SECONDS[unit.lower()] * TICKS_PER_SECOND
+            ticks += int(fraction.ljust(_FRACTION_DIGITS, "0")) if fraction else 0
     else:
-        days = int(g["weeks"] or 0) * 7 + int(g["days"] or 0)
-        minutes = (days * 24 + int(g["hours"] or 0)) * 60 + int(g["minutes"] or 0)
-        ticks = minutes * 60 * TICKS_PER_SECOND + _ticks(g["seconds"], g["fraction"])
-    if ticks > MAX_TICKS:
-        raise ValueError(
-            f"{text[:40]!r} exceeds the largest duration Batch holds (P10675199DT2H48M5.4775807S)"
-        )
+        g = _TIMESPAN_PARTS.fullmatch(text)
+        assert g is not None  # the pattern above admits only this shape
+        seconds = ((int(g["days"] or 0) * 24 + int(g["hours"])) * 60 + int(g["minutes"])) * 60
+        ticks = (seconds + int(g["seconds"] or 0)) * TICKS_PER_SECOND
+        ticks += int(g["fraction"].ljust(_FRACTION_DIGITS, "0")) if g["fraction"] else 0
+    if ticks > MAX_TICKS:  # unreachable by the pattern's bounds; kept as the invariant
+        raise ValueError(f"{text[:40]!r} exceeds the largest duration Batch holds")
     return ticks
 
 

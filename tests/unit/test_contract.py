@@ -101,11 +101,6 @@ def test_minimal_update_is_valid_and_body_has_only_named_fields() -> None:
         ),
         ({"onAllTasksComplete": "stop"}, "$.update.onAllTasksComplete", "literal_error"),
         ({"metadata": [{"name": "", "value": "v"}]}, "$.update.metadata[0].name", "string_too_short"),
-        (
-            {"metadata": [{"name": "a", "value": "1"}, {"name": "a", "value": "2"}]},
-            "$.update.metadata",
-            "duplicate_metadata_name",
-        ),
         ({"metadata": [{"name": "a"}]}, "$.update.metadata[0].value", "missing"),
         (
             {"networkConfiguration": {"subnetId": "subnet-1"}},
@@ -240,6 +235,12 @@ def test_durations_past_what_batch_holds_are_refused(text: str) -> None:
 )
 def test_a_trailing_newline_is_not_part_of_an_id(fields: dict[str, Any], path: str) -> None:
     assert path in {p for p, _ in problems(msg(**fields))}
+
+
+def test_repeated_metadata_names_are_sent_as_given() -> None:
+    # The spec sets no rule; Batch assigns metadata no meaning. Merge mode upserts in order.
+    items = [{"name": "a", "value": "1"}, {"name": "a", "value": "2"}]
+    assert parse_message(msg(update={"metadata": items})).update.body() == {"metadata": items}
 
 
 def test_empty_metadata_list_is_allowed_it_clears_metadata() -> None:

@@ -102,3 +102,18 @@ def test_merge_switching_pool_kind_replaces_pool_info() -> None:
     assert merge(auto, {"poolInfo": {"autoPoolSpecification": {"keepAlive": True}}}) == {
         "poolInfo": {"autoPoolSpecification": {"poolLifetimeOption": "job", "keepAlive": True}}
     }
+
+
+def test_merge_upserts_repeated_metadata_names_in_order() -> None:
+    update = {
+        "metadata": [
+            {"name": "owner", "value": "b"},
+            {"name": "new", "value": "1"},
+            {"name": "new", "value": "2"},
+        ]
+    }
+    assert merge(JOB, update)["metadata"] == [
+        {"name": "owner", "value": "b"},
+        {"name": "team", "value": "x"},
+        {"name": "new", "value": "2"},
+    ]

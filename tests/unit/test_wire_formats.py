@@ -47,7 +47,7 @@ def test_batch_unlimited_duration_round_trips_exactly() -> None:
     unlimited = parse_duration("P10675199DT2H48M5.4775807S")
     assert unlimited == MAX_TICKS == 2**63 - 1
     assert format_duration(unlimited) == "P10675199DT2H48M5.4775807S"
-    with pytest.raises(ValueError, match="largest duration"):
+    with pytest.raises(ValueError, match="not a duration"):
         parse_duration("P10675199DT2H48M5.4775808S")
 
 
