@@ -42,6 +42,9 @@ class HostOptions:
             "max_auto_lock_renewal_seconds": _timespan_seconds(
                 sb.get("maxAutoLockRenewalDuration", "00:05:00")
             ),
+            # How long a session stays with this worker with no message before it is
+            # released for the next one (the host's default is one minute).
+            "session_idle_timeout_seconds": _timespan_seconds(sb.get("sessionIdleTimeout", "00:01:00")),
         }
         values.update(overrides)
         return cls(**values)
@@ -184,7 +187,7 @@ class LocalFunctionsHost:
                 receiver = self._client.get_queue_receiver(
                     self.queue_name,
                     session_id=NEXT_AVAILABLE_SESSION,
-                    max_wait_time=self.options.session_idle_timeout_seconds,
+                    max_wait_time=self.options.receive_wait_seconds,  # waiting for a session
                     prefetch_count=0,
                 )
                 async with receiver:
