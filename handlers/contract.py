@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    MISSING,
     AfterValidator,
     BaseModel,
     BeforeValidator,
@@ -189,6 +190,11 @@ def _check_free_json(value: object, limit: int) -> None:
         raise PydanticCustomError("number_too_large", "number outside the Int64 range")
 
 
+def given[T](value: T | MISSING) -> T | None:
+    """An optional field's value, or None when the message left it out."""
+    return None if value is MISSING else value
+
+
 def is_job_id(value: str) -> bool:
     return _ID.fullmatch(value) is not None
 
@@ -243,24 +249,14 @@ class _Model(BaseModel):
         str_max_length=_MAX_STRING,
     )
 
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_nulls(cls, value: object) -> object:
-        # Batch does not support JSON null in partial updates; omit a field instead.
-        if value is None:
-            raise PydanticCustomError(
-                "null_not_allowed", "null is not allowed: omit the field to leave it unchanged"
-            )
-        return value
-
 
 # --- The update body: Batch's BatchJobUpdateOptions -------------------------------
 
 
 class JobConstraints(_Model):
-    max_wall_clock_time: Duration | None = Field(None, alias="maxWallClockTime")
-    max_task_retry_count: StrictInt | None = Field(
-        None,
+    max_wall_clock_time: Duration | MISSING = Field(MISSING, alias="maxWallClockTime")
+    max_task_retry_count: StrictInt | MISSING = Field(
+        MISSING,
         alias="maxTaskRetryCount",
         ge=-1,
         le=INT32_MAX,
@@ -282,23 +278,22 @@ class AutoPoolSpecificationUpdate(_Model):
                 "autoPoolIdPrefix must be 1-20 characters: letters, digits, hyphens and underscores",
             ),
         ]
-        | None
-    ) = Field(None, alias="autoPoolIdPrefix", description="At most 20 characters")
-    pool_lifetime_option: PoolLifetimeOption | None = Field(
-        None, alias="poolLifetimeOption", description="job or jobschedule (any case; sent lower-case)"
+        | MISSING
+    ) = Field(MISSING, alias="autoPoolIdPrefix", description="At most 20 characters")
+    pool_lifetime_option: PoolLifetimeOption | MISSING = Field(
+        MISSING, alias="poolLifetimeOption", description="job or jobschedule (any case; sent lower-case)"
     )
-    keep_alive: StrictBool | None = Field(None, alias="keepAlive")
-    pool: dict[str, Any] | None = Field(
-        None,
+    keep_alive: StrictBool | MISSING = Field(MISSING, alias="keepAlive")
+    pool: dict[str, Any] | MISSING = Field(
+        MISSING,
         description="A Batch pool specification (BatchPoolSpecificationUpdate: no field is required). "
         f"Passed through as given; Batch validates its fields. At most {MAX_POOL_DEPTH} levels deep",
     )
 
     @field_validator("pool")
     @classmethod
-    def _pool_shape(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None:
-            _check_free_json(value, MAX_POOL_DEPTH)
+    def _pool_shape(cls, value: dict[str, Any]) -> dict[str, Any]:
+        _check_free_json(value, MAX_POOL_DEPTH)
         return value
 
 
@@ -310,12 +305,14 @@ class PoolInfoUpdate(_Model):
         json_schema_extra={"oneOf": [{"required": ["poolId"]}, {"required": ["autoPoolSpecification"]}]}
     )
 
-    pool_id: PoolId | None = Field(None, alias="poolId")
-    auto_pool_specification: AutoPoolSpecificationUpdate | None = Field(None, alias="autoPoolSpecification")
+    pool_id: PoolId | MISSING = Field(MISSING, alias="poolId")
+    auto_pool_specification: AutoPoolSpecificationUpdate | MISSING = Field(
+        MISSING, alias="autoPoolSpecification"
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> PoolInfoUpdate:
-        if (self.pool_id is None) == (self.auto_pool_specification is None):
+        if (self.pool_id is MISSING) == (self.auto_pool_specification is MISSING):
             raise PydanticCustomError(
                 "pool_info_choice",
                 "poolInfo needs exactly one of poolId or autoPoolSpecification",
@@ -342,43 +339,45 @@ class JobNetworkConfigurationUpdate(_Model):
                 "{provider}/virtualNetworks/{vnet}/subnets/{subnet}",
             ),
         ]
-        | None
-    ) = Field(None, alias="subnetId")
-    skip_withdraw_from_vnet: StrictBool | None = Field(None, alias="skipWithdrawFromVNet")
+        | MISSING
+    ) = Field(MISSING, alias="subnetId")
+    skip_withdraw_from_vnet: StrictBool | MISSING = Field(MISSING, alias="skipWithdrawFromVNet")
 
 
 class JobUpdate(_Model):
     """The PATCH body. Omitted = unchanged; a nested object replaces the stored one whole."""
 
-    priority: StrictInt | None = Field(None, ge=-1000, le=1000)
-    allow_task_preemption: StrictBool | None = Field(None, alias="allowTaskPreemption")
-    max_parallel_tasks: StrictInt | None = Field(
-        None,
+    priority: StrictInt | MISSING = Field(MISSING, ge=-1000, le=1000)
+    allow_task_preemption: StrictBool | MISSING = Field(MISSING, alias="allowTaskPreemption")
+    max_parallel_tasks: StrictInt | MISSING = Field(
+        MISSING,
         alias="maxParallelTasks",
         ge=-1,
         le=INT32_MAX,
         description="-1 (no limit) or greater than 0",
         json_schema_extra={"not": {"const": 0}},
     )
-    constraints: JobConstraints | None = None
-    pool_info: PoolInfoUpdate | None = Field(None, alias="poolInfo")
-    on_all_tasks_complete: OnAllTasksComplete | None = Field(
-        None,
+    constraints: JobConstraints | MISSING = MISSING
+    pool_info: PoolInfoUpdate | MISSING = Field(MISSING, alias="poolInfo")
+    on_all_tasks_complete: OnAllTasksComplete | MISSING = Field(
+        MISSING,
         alias="onAllTasksComplete",
         description="noaction or terminatejob (any case)",
     )
-    metadata: list[MetadataItem] | None = Field(
-        None,
+    metadata: list[MetadataItem] | MISSING = Field(
+        MISSING,
         max_length=1000,
         description="Replaces the job's list ([] clears it). The spec sets no rule on repeated "
         "names: replace mode sends them as given; merge mode upserts in order (the last one wins)",
     )
-    network_configuration: JobNetworkConfigurationUpdate | None = Field(None, alias="networkConfiguration")
+    network_configuration: JobNetworkConfigurationUpdate | MISSING = Field(
+        MISSING, alias="networkConfiguration"
+    )
 
     @field_validator("max_parallel_tasks")
     @classmethod
-    def _parallel(cls, value: int | None) -> int | None:
-        if value is not None and value != -1 and value <= 0:
+    def _parallel(cls, value: int) -> int:
+        if value != -1 and value <= 0:
             raise PydanticCustomError(
                 "invalid_max_parallel_tasks",
                 "maxParallelTasks must be -1 (no limit) or greater than 0",
@@ -386,8 +385,9 @@ class JobUpdate(_Model):
         return value
 
     def body(self) -> dict[str, Any]:
-        """The JSON body Batch receives: only the properties the message set."""
-        return self.model_dump(mode="json", exclude_none=True)
+        """The JSON body Batch receives: only the properties the message set (an
+        absent field is MISSING, which pydantic leaves out of every dump)."""
+        return self.model_dump(mode="json")
 
     def is_empty(self) -> bool:
         return not self.model_fields_set
@@ -410,10 +410,10 @@ class Conditions(_Model):
         }
     )
 
-    if_match: ETag | None = Field(None, alias="ifMatch")
-    if_none_match: ETag | None = Field(None, alias="ifNoneMatch")
-    if_modified_since: HttpDate | None = Field(None, alias="ifModifiedSince")
-    if_unmodified_since: HttpDate | None = Field(None, alias="ifUnmodifiedSince")
+    if_match: ETag | MISSING = Field(MISSING, alias="ifMatch")
+    if_none_match: ETag | MISSING = Field(MISSING, alias="ifNoneMatch")
+    if_modified_since: HttpDate | MISSING = Field(MISSING, alias="ifModifiedSince")
+    if_unmodified_since: HttpDate | MISSING = Field(MISSING, alias="ifUnmodifiedSince")
 
     @model_validator(mode="after")
     def _allowed_combination(self) -> Conditions:
@@ -438,20 +438,20 @@ class Conditions(_Model):
 
     def headers(self) -> dict[str, str]:
         out: dict[str, str] = {}
-        if self.if_match is not None:
+        if self.if_match is not MISSING:
             out["If-Match"] = self.if_match
-        if self.if_none_match is not None:
+        if self.if_none_match is not MISSING:
             out["If-None-Match"] = self.if_none_match
-        if self.if_modified_since is not None:
+        if self.if_modified_since is not MISSING:
             out["If-Modified-Since"] = format_http_date(self.if_modified_since)
-        if self.if_unmodified_since is not None:
+        if self.if_unmodified_since is not MISSING:
             out["If-Unmodified-Since"] = format_http_date(self.if_unmodified_since)
         return out
 
 
 class RequestOptions(_Model):
-    timeout: StrictInt | None = Field(
-        None, ge=1, le=30, description="Server timeout in seconds (Batch caps it at 30)"
+    timeout: StrictInt | MISSING = Field(
+        MISSING, ge=1, le=30, description="Server timeout in seconds (Batch caps it at 30)"
     )
     client_request_id: (
         Annotated[
@@ -463,15 +463,15 @@ class RequestOptions(_Model):
                 "clientRequestId must be a GUID without braces, e.g. 9C4D50EE-2D56-4CD3-8152-34347DC9F2B0",
             ),
         ]
-        | None
+        | MISSING
     ) = Field(
-        None,
+        MISSING,
         alias="clientRequestId",
         description="GUID without braces; default: derived from the Service Bus message id",
     )
     return_client_request_id: StrictBool = Field(False, alias="returnClientRequestId")
-    ocp_date: HttpDate | None = Field(
-        None,
+    ocp_date: HttpDate | MISSING = Field(
+        MISSING,
         alias="ocpDate",
         description="Batch refuses requests more than 15 minutes off",
     )
@@ -519,7 +519,7 @@ class JobUpdateMessage(_Model):
     )
 
     schema_version: Literal["1.0"] = Field(alias="schemaVersion")
-    job_id: JobId | None = Field(None, alias="jobId")
+    job_id: JobId | MISSING = Field(MISSING, alias="jobId")
     job_url: (
         Annotated[
             StrictStr,
@@ -530,9 +530,9 @@ class JobUpdateMessage(_Model):
                 "jobUrl must look like https://{account}.{region}.batch.azure.com/jobs/{jobId}",
             ),
         ]
-        | None
+        | MISSING
     ) = Field(
-        None,
+        MISSING,
         alias="jobUrl",
         description="The job's URL ({endpoint}/jobs/{jobId}), instead of jobId + endpoint",
     )
@@ -546,9 +546,9 @@ class JobUpdateMessage(_Model):
                 "endpoint must be an origin: https://host[:port]",
             ),
         ]
-        | None
+        | MISSING
     ) = Field(
-        None,
+        MISSING,
         description="Batch account endpoint; must be allow-listed; default from settings",
     )
     mode: Mode = Field(
@@ -562,8 +562,8 @@ class JobUpdateMessage(_Model):
 
     @model_validator(mode="after")
     def _coherent(self) -> JobUpdateMessage:
-        if self.job_url is not None:
-            if self.job_id is not None or self.endpoint is not None:
+        if self.job_url is not MISSING:
+            if self.job_id is not MISSING or self.endpoint is not MISSING:
                 raise PydanticCustomError(
                     "job_identity",
                     "give jobUrl, or jobId (and optionally endpoint), not both",
@@ -572,7 +572,7 @@ class JobUpdateMessage(_Model):
             endpoint, _, job_id = self.job_url.removesuffix("/").rpartition("/jobs/")
             object.__setattr__(self, "job_id", job_id)
             object.__setattr__(self, "endpoint", endpoint)
-        elif self.job_id is None:
+        elif self.job_id is MISSING:
             raise PydanticCustomError("missing_job", "the message must name the job: jobId or jobUrl")
         if self.update.is_empty() and not self.options.dry_run:
             raise PydanticCustomError(
@@ -589,8 +589,13 @@ class JobUpdateMessage(_Model):
         return self
 
     @property
+    def target_endpoint(self) -> str | None:
+        """The endpoint the message names (from `endpoint` or `jobUrl`), if any."""
+        return given(self.endpoint)
+
+    @property
     def target_job_id(self) -> str:
-        assert self.job_id is not None  # guaranteed by _coherent
+        assert self.job_id is not MISSING  # guaranteed by _coherent
         return self.job_id
 
 
@@ -620,6 +625,14 @@ _JSON_TYPES = {
 
 def _problem(error: ErrorDetails) -> Problem:
     message = error["msg"]
+    if error.get("input", MISSING) is None and error["type"] != "missing":
+        # An optional field is MISSING when absent: null has no meaning (Batch refuses
+        # it in partial updates), so every null is this one problem.
+        return Problem(
+            json_path(tuple(error["loc"])),
+            "null_not_allowed",
+            "null is not allowed: omit the field to leave it unchanged",
+        )
     if error["type"].endswith("_type") and error["type"] != "model_type":
         got = _JSON_TYPES.get(type(error.get("input")), "value")
         message = f"{message} (got {got})"
@@ -647,7 +660,7 @@ def parse_message(body: bytes | str) -> JobUpdateMessage:
 
 def check_ocp_date(message: JobUpdateMessage, now: datetime) -> None:
     """Batch refuses an ocp-date more than 15 minutes from its clock: refuse it first."""
-    sent = message.options.ocp_date
+    sent = given(message.options.ocp_date)
     if sent is not None and abs(now - sent) > MAX_CLOCK_SKEW:
         raise InvalidMessage(
             [
@@ -663,18 +676,7 @@ def check_ocp_date(message: JobUpdateMessage, now: datetime) -> None:
 # --- JSON Schema (docs/job-update.schema.json) -------------------------------------
 
 
-class _NoNullsSchema(GenerateJsonSchema):
-    """Optional fields are omitted, never null (Batch refuses null): say so in the schema."""
-
-    def nullable_schema(self, schema: core_schema.NullableSchema) -> JsonSchemaValue:
-        return self.generate_inner(schema["schema"])
-
-    def default_schema(self, schema: core_schema.WithDefaultSchema) -> JsonSchemaValue:
-        inner = self.generate_inner(schema["schema"])
-        if schema.get("default") is None:
-            return inner
-        return super().default_schema(schema)
-
+class _MessageSchema(GenerateJsonSchema):
     def str_schema(self, schema: core_schema.StringSchema) -> JsonSchemaValue:
         out = super().str_schema(schema)
         if out.get("maxLength") == _MAX_STRING:
@@ -697,7 +699,7 @@ _POOL_VALUE = {
 
 def json_schema() -> dict[str, Any]:
     schema = JobUpdateMessage.model_json_schema(
-        by_alias=True, mode="validation", schema_generator=_NoNullsSchema
+        by_alias=True, mode="validation", schema_generator=_MessageSchema
     )
     # pydantic resolves every $ref it meets, so the recursive one is added afterwards.
     schema["$defs"]["PoolValue"] = _POOL_VALUE

@@ -14,7 +14,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from handlers.contract import Conditions
+from handlers.contract import Conditions, given
 from handlers.errors import Problem
 from handlers.wire import BatchError
 from handlers.wire_formats import MAX_TICKS, bare_etag, canonical_duration, format_duration, parse_http_date
@@ -184,12 +184,17 @@ def evaluate_conditions(conditions: Conditions, etag: str | None, last_modified:
     current = bare_etag(etag) if etag else None
     modified: datetime | None = parse_http_date(last_modified) if last_modified else None
     held = True
-    if conditions.if_match is not None:
-        held &= conditions.if_match == "*" or bare_etag(conditions.if_match) == current
-    if conditions.if_none_match is not None:
-        held &= conditions.if_none_match != "*" and bare_etag(conditions.if_none_match) != current
-    if conditions.if_unmodified_since is not None and modified is not None:
-        held &= modified <= conditions.if_unmodified_since
-    if conditions.if_modified_since is not None and modified is not None:
-        held &= modified > conditions.if_modified_since
+    if_match, if_none_match = given(conditions.if_match), given(conditions.if_none_match)
+    unmodified_since, modified_since = (
+        given(conditions.if_unmodified_since),
+        given(conditions.if_modified_since),
+    )
+    if if_match is not None:
+        held &= if_match == "*" or bare_etag(if_match) == current
+    if if_none_match is not None:
+        held &= if_none_match != "*" and bare_etag(if_none_match) != current
+    if unmodified_since is not None and modified is not None:
+        held &= modified <= unmodified_since
+    if modified_since is not None and modified is not None:
+        held &= modified > modified_since
     return held

@@ -28,7 +28,9 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from handlers.contract import JobUpdateMessage, check_ocp_date, is_job_id, parse_message
+from pydantic import MISSING
+
+from handlers.contract import JobUpdateMessage, check_ocp_date, given, is_job_id, parse_message
 from handlers.endpoints import resolve_endpoint
 from handlers.errors import EndpointError, InvalidMessage, Problem
 from handlers.outcomes import Outcome, Result, Write, already_in_place, changes, evaluate_conditions, merge
@@ -152,17 +154,19 @@ def admit(inbound: Inbound, policy: Policy, now: datetime) -> Job | Done:
             Result(Outcome.rejected, job_id=job_id, endpoint=endpoint, problems=tuple(invalid.problems))
         )
     try:
-        endpoint = resolve_endpoint(message.endpoint, policy.allowed_endpoints, policy.default_endpoint)
+        endpoint = resolve_endpoint(
+            message.target_endpoint, policy.allowed_endpoints, policy.default_endpoint
+        )
     except EndpointError as bad:
-        path = "$.jobUrl" if message.job_url is not None else "$.endpoint"
+        path = "$.jobUrl" if message.job_url is not MISSING else "$.endpoint"
         problem = Problem(path, "endpoint_not_allowed", str(bad))
-        return Done(Result(Outcome.rejected, job_id=message.job_id, problems=(problem,)))
+        return Done(Result(Outcome.rejected, job_id=message.target_job_id, problems=(problem,)))
     return Job(
         message=message,
         inbound=inbound,
         policy=policy,
         endpoint=endpoint,
-        client_request_id=message.options.client_request_id or client_request_id_for(inbound.key),
+        client_request_id=given(message.options.client_request_id) or client_request_id_for(inbound.key),
         now=now,
         update=message.update.body(),
     )
@@ -237,7 +241,7 @@ def _replace(job: Job, history: tuple[Exchange, ...]) -> Send | Done:
 
 
 def _merge(job: Job, history: tuple[Exchange, ...]) -> Send | Done:
-    own_etag = job.message.conditions.if_match
+    own_etag = given(job.message.conditions.if_match)
     if not history or (
         history[-1].step.purpose is Purpose.write
         and _reply(history[-1]).status_class is StatusClass.precondition_failed
@@ -355,7 +359,11 @@ def _own_write_may_explain(job: Job, history: tuple[Exchange, ...]) -> bool:
     """Could this message's own earlier write have moved the ETag (or Last-Modified)?
     Only on a redelivery, or after a write that was retried (its reply may be lost)."""
     conditions = job.message.conditions
-    if job.message.mode != "merge" and conditions.if_match is None and conditions.if_unmodified_since is None:
+    if (
+        job.message.mode != "merge"
+        and conditions.if_match is MISSING
+        and conditions.if_unmodified_since is MISSING
+    ):
         return False  # If-None-Match / If-Modified-Since still hold after our own write
     return job.inbound.delivery_count > 1 or any(
         x.step.purpose is Purpose.write and x.sent.attempts > 1 for x in history
@@ -419,25 +427,23 @@ def _result(
 ) -> Result:
     """The outcome record, from the one exchange that decided it (and no other)."""
     reply = decisive.sent.reply
-    base = Result(
-        outcome,
-        job_id=job.message.job_id,
-        endpoint=job.endpoint,
-        mode=job.mode,
-        client_request_id=job.client_request_id,
-        attempts=sum(x.sent.attempts for x in history),
-    )
+    values: dict[str, Any] = {
+        "job_id": job.message.target_job_id,
+        "endpoint": job.endpoint,
+        "mode": job.mode,
+        "client_request_id": job.client_request_id,
+        "attempts": sum(x.sent.attempts for x in history),
+    }
     if reply is not None:
-        base = replace(
-            base,
-            http_status=reply.status,
-            error=reply.error(),
-            request_id=reply.request_id,
-            client_request_id=reply.client_request_id or job.client_request_id,
-            etag=reply.etag if reply.ok else None,
-            last_modified=reply.last_modified if reply.ok else None,
-        )
-    return replace(base, **fields) if fields else base
+        ok = reply.ok
+        values["http_status"] = reply.status
+        values["error"] = None if ok else reply.error()
+        values["request_id"] = reply.request_id
+        values["client_request_id"] = reply.client_request_id or job.client_request_id
+        values["etag"] = reply.etag if ok else None
+        values["last_modified"] = reply.last_modified if ok else None
+    values.update(fields)  # one construction: a frozen record is built once
+    return Result(outcome, **values)
 
 
 def _reply(exchange: Exchange) -> BatchReply:
@@ -459,9 +465,9 @@ def _request(
         job.message.target_job_id,
         api_version=job.policy.api_version,
         client_request_id=job.client_request_id,
-        ocp_date=options.ocp_date or job.now,
+        ocp_date=given(options.ocp_date) or job.now,
         return_client_request_id=options.return_client_request_id,
-        server_timeout=options.timeout,
+        server_timeout=given(options.timeout),
         condition_headers=condition_headers,
         # allow_nan=False: a non-finite number must never go out as invalid JSON.
         body=None if body is None else json.dumps(body, separators=(",", ":"), allow_nan=False).encode(),

@@ -24,4 +24,6 @@ def test_overrides_win_and_defaults_follow_the_host(tmp_path: Path) -> None:
     path = tmp_path / "host.json"
     path.write_text(json.dumps({"extensions": {"serviceBus": {}}}))
     assert HostOptions.from_host_json(path).session_idle_timeout_seconds == 60.0  # the host's default
-    assert HostOptions.from_host_json(path, session_idle_timeout_seconds=1.0).session_idle_timeout_seconds == 1.0
+    assert (
+        HostOptions.from_host_json(path, session_idle_timeout_seconds=1.0).session_idle_timeout_seconds == 1.0
+    )

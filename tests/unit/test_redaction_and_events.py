@@ -3,6 +3,8 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+import pytest
+
 from handlers.errors import Problem
 from handlers.events import OutcomeData, build_event, event_id
 from handlers.outcomes import Outcome, Result
@@ -128,3 +130,27 @@ def test_protected_settings_and_urls_inside_command_lines_are_redacted() -> None
     assert out["virtualMachineConfiguration"]["extensions"][0]["protectedSettings"] == REDACTED
     assert "sig=abc" not in out["startTask"]["commandLine"]
     assert out["startTask"]["commandLine"].startswith("curl -o f 'https://s.blob.core.windows.net/c/f?***'")
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        Result(Outcome.applied, job_id="j1", endpoint="https://acct.westeurope.batch.azure.com", attempts=1),
+        Result(Outcome.rejected, problems=(Problem("$.jobId", "invalid_id", "bad ü"),)),
+    ],
+)
+def test_events_are_cloudevents_the_sdk_reads_back(result: Result) -> None:
+    from cloudevents.core.formats.json import JSONFormat
+    from cloudevents.core.v1.event import CloudEvent
+
+    when = datetime(2026, 1, 1, 12, 30, 5, 123456, tzinfo=UTC)
+    event = build_event(result, "msg-1", duration_ms=2.5, now=when)
+    read = JSONFormat().read(CloudEvent, event.body)
+    assert read.get_id() == event.id
+    assert read.get_specversion() == "1.0"
+    assert read.get_type() == f"dev.batchjobupdate.job.{result.outcome.value}"
+    assert read.get_time() == when
+    assert read.get_dataschema() == "https://schemas.batch-job-update.dev/outcome/1.0.json"
+    assert read.get_extension("sourcemessageid") == "msg-1"
+    assert read.get_data() == json.loads(event.body)["data"]
+    assert (read.get_subject() is None) == (result.job_id is None)
