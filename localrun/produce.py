@@ -3,6 +3,7 @@
 python -m localrun.produce --connection-string "$SB" --job nightly-render --priority 10
 python -m localrun.produce --connection-string "$SB" --job j1 --file body.json   # REST body (JsonFilePath)
 python -m localrun.produce --connection-string "$SB" --message samples/dry-run.json
+python -m localrun.produce --namespace mysb.servicebus.windows.net --job j1 --priority 10   # Entra
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def build_message(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def send(
-    connection_string: str,
+    target: str,
     queue: str,
     message: JobUpdateMessage,
     body: bytes,
@@ -75,10 +76,17 @@ async def send(
     message_id: str,
     sessions: bool,
 ) -> None:
-    async with (
-        ServiceBusClient.from_connection_string(connection_string) as client,
-        client.get_queue_sender(queue) as sender,
-    ):
+    """`target` is a connection string, or a namespace host name for Entra
+    (DefaultAzureCredential: `az login`, a managed identity, workload identity ...)."""
+    credential = None
+    if "=" in target:  # Endpoint=sb://...;SharedAccessKeyName=...
+        client = ServiceBusClient.from_connection_string(target)
+    else:
+        from azure.identity.aio import DefaultAzureCredential
+
+        credential = DefaultAzureCredential()
+        client = ServiceBusClient(target, credential)
+    async with client, client.get_queue_sender(queue) as sender:
         await sender.send_messages(
             ServiceBusMessage(
                 body,
@@ -87,6 +95,8 @@ async def send(
                 session_id=message.target_job_id if sessions else None,
             )
         )
+    if credential is not None:
+        await credential.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,7 +105,13 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--connection-string", required=True, help="Service Bus connection string")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--connection-string", help="Service Bus connection string (the local broker)")
+    where.add_argument(
+        "--namespace",
+        help="Service Bus namespace host (NAME.servicebus.windows.net), with Entra: DefaultAzureCredential "
+        "(needs Azure Service Bus Data Sender on the queue)",
+    )
     p.add_argument("--queue", default="job-updates")
     p.add_argument("--sessions", action="store_true", help="set session_id = job id (session queues)")
     p.add_argument("--message-id", default=None, help="default: a new UUID")
@@ -128,7 +144,14 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     message_id = args.message_id or str(uuid.uuid4())
     asyncio.run(
-        send(args.connection_string, args.queue, message, body, message_id=message_id, sessions=args.sessions)
+        send(
+            args.connection_string or args.namespace,
+            args.queue,
+            message,
+            body,
+            message_id=message_id,
+            sessions=args.sessions,
+        )
     )
     print(json.dumps({"sent": True, "messageId": message_id, "queue": args.queue}))
     return 0
