@@ -13,6 +13,7 @@ nothing). `docs/job-update.schema.json` is generated from these models.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import re
 from datetime import datetime, timedelta
@@ -647,15 +648,59 @@ def parse_message(body: bytes | str) -> JobUpdateMessage:
         raise InvalidMessage([Problem("$", "too_large", f"message body is over {MAX_MESSAGE_BYTES} bytes")])
     if isinstance(body, bytes) and body.startswith(_UTF8_BOM):
         body = body[3:]  # .NET producers often write one; it is not part of the JSON
+    problems = duplicate_keys(body)
     try:
-        return JobUpdateMessage.model_validate_json(body)
+        message = JobUpdateMessage.model_validate_json(body)
     except ValidationError as exc:
-        raise InvalidMessage([_problem(e) for e in exc.errors(include_url=False)]) from None
+        problems += [_problem(e) for e in exc.errors(include_url=False)]
     except (RecursionError, OverflowError, ValueError) as exc:
         # A validator met a value past what Python can hold: still the message's fault.
-        raise InvalidMessage(
-            [Problem("$", "unparseable", f"{type(exc).__name__} while validating")]
-        ) from None
+        problems.append(Problem("$", "unparseable", f"{type(exc).__name__} while validating"))
+    if problems:
+        raise InvalidMessage(problems)
+    return message
+
+
+class _Object(dict[str, Any]):
+    """A JSON object that remembers the names it was given more than once."""
+
+    repeated: tuple[str, ...] = ()
+
+
+def duplicate_keys(body: bytes | str) -> list[Problem]:
+    """A name given twice in one object. JSON parsers keep the last one silently (so
+    `"dryRun": true, "dryRun": false` would write): refuse it, naming the path. The
+    body's other faults are pydantic's to report."""
+    any_repeat = False
+
+    def remember_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal any_repeat
+        obj = dict(pairs)
+        if len(obj) == len(pairs):
+            return obj
+        any_repeat = True
+        names = [k for k, _ in pairs]
+        repeated = _Object(pairs)
+        repeated.repeated = tuple(dict.fromkeys(k for i, k in enumerate(names) if k in names[:i]))
+        return repeated
+
+    try:
+        tree = json.loads(body, object_pairs_hook=remember_repeats)
+    except (ValueError, RecursionError):
+        return []
+    if not any_repeat:
+        return []
+    found: list[Problem] = []
+    stack: list[tuple[str, Any]] = [("$", tree)]
+    while stack:  # iterative: a deep body must not exhaust the stack here
+        path, value = stack.pop()
+        if isinstance(value, dict):
+            for name in getattr(value, "repeated", ()):
+                found.append(Problem(f"{path}.{name}", "duplicate_key", f"{name!r} appears more than once"))
+            stack.extend((f"{path}.{k}", v) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{i}]", v) for i, v in enumerate(value))
+    return sorted(found, key=lambda p: p.path)
 
 
 def check_ocp_date(message: JobUpdateMessage, now: datetime) -> None:

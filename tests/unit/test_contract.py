@@ -432,3 +432,39 @@ def test_schema_is_strict() -> None:
 
 def test_a_utf8_byte_order_mark_is_accepted() -> None:
     assert parse_message(b"\xef\xbb\xbf" + msg(update={"priority": 1})).update.body() == {"priority": 1}
+
+
+@pytest.mark.parametrize(
+    ("body", "path"),
+    [
+        (b'{"schemaVersion":"1.0","jobId":"j","update":{"priority":1,"priority":999}}', "$.update.priority"),
+        (
+            b'{"schemaVersion":"1.0","jobId":"j","update":{"priority":1},"options":{"dryRun":true,"dryRun":false}}',
+            "$.options.dryRun",
+        ),
+        (b'{"schemaVersion":"1.0","jobId":"j","jobId":"k","update":{"priority":1}}', "$.jobId"),
+        (
+            b'{"schemaVersion":"1.0","jobId":"j","update":{"metadata":[{"name":"a","value":"1","value":"2"}]}}',
+            "$.update.metadata[0].value",
+        ),
+        (
+            b'{"schemaVersion":"1.0","jobId":"j","update":{"poolInfo":{"autoPoolSpecification":'
+            b'{"pool":{"vmSize":"a","vmSize":"b"}}}}}',
+            "$.update.poolInfo.autoPoolSpecification.pool.vmSize",
+        ),
+    ],
+)
+def test_a_name_given_twice_is_refused_with_its_path(body: bytes, path: str) -> None:
+    # A JSON parser keeps the last one silently: {"dryRun": true, "dryRun": false} would write.
+    assert (path, "duplicate_key") in problems(body)
+
+
+def test_the_same_name_in_different_objects_is_fine() -> None:
+    items = [{"name": "a", "value": "1"}, {"name": "b", "value": "2"}]
+    assert parse_message(msg(update={"metadata": items})).update.body() == {"metadata": items}
+
+
+def test_a_duplicate_is_reported_beside_the_other_problems() -> None:
+    found = problems(b'{"schemaVersion":"1.0","jobId":"j","update":{"priority":1,"priority":5000}}')
+    assert ("$.update.priority", "duplicate_key") in found
+    assert ("$.update.priority", "less_than_equal") in found
