@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from handlers.outcomes import Outcome, Result
-from handlers.redaction import redact
+from handlers.redaction import public_changes, public_error_values, redact_text
 
 EVENT_TYPE_PREFIX = "dev.batchjobupdate.job."
 EVENT_CONTENT_TYPE = "application/cloudevents+json"
@@ -141,16 +141,18 @@ def event_data(result: Result, duration_ms: float = 0.0) -> dict[str, Any]:
         "conditionsMet": result.conditions_met,
     }
     data.update({k: v for k, v in optional.items() if v is not None})
-    # Only these can carry message or service text that may hold a secret
-    # (an auto-pool spec, a property value Batch echoes back); the rest is ours.
+    # Only these can carry message or service text: each goes through an allow-list
+    # (redaction.py), with credential shapes scrubbed from free text behind it.
     if result.error is not None:
-        data["error"] = redact(
-            {"code": result.error.code, "message": result.error.message, "values": dict(result.error.values)}
-        )
+        data["error"] = {
+            "code": result.error.code,
+            "message": redact_text(result.error.message),
+            "values": public_error_values(dict(result.error.values)),
+        }
     if result.problems:
-        data["problems"] = redact([p.as_dict() for p in result.problems])
+        data["problems"] = [{**p.as_dict(), "message": redact_text(p.message)} for p in result.problems]
     if result.changes or result.outcome is Outcome.dry_run:  # a dry run says so even when nothing would
-        data["changes"] = redact(dict(result.changes))
+        data["changes"] = public_changes(dict(result.changes))
     if result.in_place:
         data["inPlace"] = True
     data["attempts"] = result.attempts

@@ -34,6 +34,7 @@ from handlers.contract import JobUpdateMessage, check_ocp_date, given, is_job_id
 from handlers.endpoints import resolve_endpoint
 from handlers.errors import EndpointError, InvalidMessage, Problem
 from handlers.outcomes import Outcome, Result, Write, already_in_place, changes, evaluate_conditions, merge
+from handlers.redaction import request_strings, without_echoes
 from handlers.wire import (
     BatchError,
     BatchReply,
@@ -437,13 +438,26 @@ def _result(
     if reply is not None:
         ok = reply.ok
         values["http_status"] = reply.status
-        values["error"] = None if ok else reply.error()
+        values["error"] = None if ok else _unechoed(reply.error(), job)
         values["request_id"] = reply.request_id
         values["client_request_id"] = reply.client_request_id or job.client_request_id
         values["etag"] = reply.etag if ok else None
         values["last_modified"] = reply.last_modified if ok else None
     values.update(fields)  # one construction: a frozen record is built once
     return Result(outcome, **values)
+
+
+def _unechoed(error: BatchError | None, job: Job) -> BatchError | None:
+    """Batch's error with anything it quotes back from our request taken out: a
+    pool specification's passwords must not come back to subscribers that way."""
+    if error is None or not job.update:
+        return error
+    strings = request_strings(job.update)
+    return BatchError(
+        error.code,
+        without_echoes(error.message, strings),
+        {k: without_echoes(v, strings) for k, v in error.values.items()},
+    )
 
 
 def _reply(exchange: Exchange) -> BatchReply:

@@ -81,3 +81,101 @@ def redact_text(text: str) -> str:
     if any(word in lowered for word in ("password", "secret", "key", "sig", "token")):
         text = _INLINE_SECRET.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
     return text
+
+
+# --- What may appear in an event, by construction ------------------------------------
+#
+# An allow-list, not the deny-list above: a property's values appear only where the
+# property is known to hold no secret. The pool specification (user accounts,
+# registries, mounts, resource-file SAS URLs, environment, protectedSettings ...) and
+# metadata values (connection strings end up there) appear as structure only: their
+# names, with every leaf value replaced by its JSON type. `redact_text` stays as the
+# second line behind it, on text Batch writes.
+
+# Top-level update properties whose values are plain settings, shown as they are.
+_PLAIN = frozenset(
+    {"priority", "allowTaskPreemption", "maxParallelTasks", "onAllTasksComplete", "constraints"}
+)
+_PLAIN_POOL_INFO = frozenset({"poolId", "keepAlive", "poolLifetimeOption", "autoPoolIdPrefix"})
+_PLAIN_NETWORK = frozenset({"subnetId", "skipWithdrawFromVNet"})
+# Batch error details that name things rather than echo values.
+_PLAIN_ERROR_VALUES = frozenset({"PropertyName", "Reason", "RequestId", "QueryParameterName", "HeaderName"})
+
+
+def shape(value: Any) -> Any:
+    """Structure without values: object keys kept, every leaf replaced by its JSON type."""
+    if isinstance(value, dict):
+        return {str(k): shape(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [shape(v) for v in value]
+    if isinstance(value, bool):
+        return "<boolean>"
+    if isinstance(value, (int, float)):
+        return "<number>"
+    if value is None:
+        return None
+    return "<string>"
+
+
+def public_property(name: str, value: Any) -> Any:
+    """A job property's value as an event may show it."""
+    if name in _PLAIN:
+        return value
+    if name == "metadata" and isinstance(value, list):
+        return [
+            {"name": item.get("name"), "value": "<string>"} if isinstance(item, dict) else shape(item)
+            for item in value
+        ]
+    if name == "poolInfo" and isinstance(value, dict):
+        return _public_pool_info(value)
+    if name == "networkConfiguration" and isinstance(value, dict):
+        return {k: (v if k in _PLAIN_NETWORK else shape(v)) for k, v in value.items()}
+    return shape(value)
+
+
+def _public_pool_info(value: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if key == "autoPoolSpecification" and isinstance(item, dict):
+            out[key] = {k: (v if k in _PLAIN_POOL_INFO else shape(v)) for k, v in item.items()}
+        else:
+            out[key] = item if key in _PLAIN_POOL_INFO else shape(item)
+    return out
+
+
+def public_changes(changes: dict[str, Any]) -> dict[str, Any]:
+    """`{property: {"from": ..., "to": ...}}` with each value as an event may show it."""
+    return {
+        name: {side: public_property(name, v) for side, v in change.items()}
+        for name, change in changes.items()
+    }
+
+
+def public_error_values(values: dict[str, str]) -> dict[str, str]:
+    """Batch's error details: names pass; echoed values (PropertyValue ...) do not."""
+    return {k: (redact_text(v) if k in _PLAIN_ERROR_VALUES else "<string>") for k, v in values.items()}
+
+
+def request_strings(value: Any) -> frozenset[str]:
+    """Every string leaf of a request body worth hiding (4+ characters), raw and as
+    JSON text: the forms in which an error message can echo it back."""
+    found: set[str] = set()
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str) and len(item) >= 4:
+            found.add(item)
+            found.add(json.dumps(item)[1:-1])
+    return frozenset(found)
+
+
+def without_echoes(text: str, strings: frozenset[str]) -> str:
+    """`text` with every request string replaced, longest first (Batch errors may
+    quote the body they refuse)."""
+    for value in sorted((s for s in strings if s in text), key=len, reverse=True):
+        text = text.replace(value, "<request value>")
+    return text

@@ -88,7 +88,7 @@ class Seen:
     body: bytes
 
 
-Reply = httpx.Response | Exception
+Reply = httpx.Response | Exception | Callable[[httpx.Request], httpx.Response]
 
 
 @dataclass
@@ -111,6 +111,8 @@ class FakeBatch:
         reply = self.script.pop(0)
         if isinstance(reply, Exception):
             raise reply
+        if not isinstance(reply, httpx.Response):
+            return reply(request)  # a reply built from the request (an echoing error)
         return reply
 
     @property
