@@ -23,6 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
+from pydantic import TypeAdapter, ValidationError
+
 from handlers.contract import json_schema
 from handlers.endpoints import default_endpoint, parse_allow_list, parse_allowed_endpoint
 from handlers.errors import EndpointError, UsageError
@@ -49,7 +51,7 @@ def _expand(sources: Sequence[str]) -> list[str]:
     """Files and globs in order ("-" is stdin); a pattern matching nothing is an error."""
     out: list[str] = []
     for source in sources:
-        if source == "-" or not glob.has_magic(source):
+        if source == "-" or not glob.has_magic(source) or Path(source).exists():
             out.append(source)
             continue
         matched = sorted(glob.glob(source, recursive=True))
@@ -128,11 +130,12 @@ def policy_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Polic
             "no allow-list: pass --allowed-endpoints or set BATCH_ALLOWED_ENDPOINTS "
             "(the same value the function app has)"
         )
-    allow_emulator = args.allow_emulator or environ.get(setting_name("allow_emulator"), "").lower() in {
-        "1",
-        "true",
-        "yes",
-    }
+    try:  # read as Settings reads it (a pydantic bool)
+        allow_emulator = args.allow_emulator or TypeAdapter(bool).validate_python(
+            environ.get(setting_name("allow_emulator"), "false")
+        )
+    except ValidationError:
+        raise UsageError("BATCH_ALLOW_EMULATOR is not a boolean") from None
     try:
         allowed = parse_allow_list(raw, allow_emulator=allow_emulator)
         configured = args.default_endpoint or environ.get(setting_name("default_endpoint")) or None
@@ -141,7 +144,16 @@ def policy_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Polic
         raise UsageError(str(exc)) from None
     if default is not None and default not in allowed:
         raise UsageError("the default endpoint must be one of the allowed endpoints")
-    return Policy(allowed, default_endpoint(allowed, default), api_version=args.api_version)
+    api_version = args.api_version or environ.get(setting_name("api_version")) or DEFAULT_API_VERSION
+    if api_version not in SUPPORTED_API_VERSIONS:
+        raise UsageError(f"api version {api_version} is not one of {', '.join(SUPPORTED_API_VERSIONS)}")
+    try:
+        rounds = int(environ.get(setting_name("merge_max_rounds"), "5"))
+    except ValueError:
+        raise UsageError("BATCH_MERGE_MAX_ROUNDS is not a whole number") from None
+    return Policy(
+        allowed, default_endpoint(allowed, default), api_version=api_version, merge_max_rounds=rounds
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -151,7 +163,9 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument(
         "sources", nargs="+", metavar="FILE", help="JSON files, JSON Lines, globs; - for stdin"
     )
-    check.add_argument("--api-version", default=DEFAULT_API_VERSION, choices=SUPPORTED_API_VERSIONS)
+    check.add_argument(
+        "--api-version", choices=SUPPORTED_API_VERSIONS, help="default: $BATCH_API_VERSION, else 2025-06-01"
+    )
     check.add_argument(
         "--allowed-endpoints",
         help="the allow-list, as BATCH_ALLOWED_ENDPOINTS (comma or semicolon separated); "

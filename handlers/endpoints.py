@@ -65,7 +65,7 @@ def normalise_endpoint(raw: str) -> str:
         raise EndpointError("endpoint host must be a DNS name, not an IP literal")
     if not all(_LABEL.fullmatch(label) for label in host.split(".")):
         raise EndpointError("endpoint host has an invalid DNS label")
-    if port is not None and port != "443":
+    if port is not None and int(port) != 443:
         number = int(port)
         if not 0 < number < 65536:
             raise EndpointError("endpoint port out of range")

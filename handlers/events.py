@@ -21,6 +21,10 @@ from handlers.redaction import public_changes, public_error_values, redact_text
 EVENT_TYPE_PREFIX = "dev.batchjobupdate.job."
 EVENT_CONTENT_TYPE = "application/cloudevents+json"
 DATA_SCHEMA = "https://schemas.batch-job-update.dev/outcome/1.0.json"
+# An event must fit a Service Bus Standard message (256 KiB with its headers): at most
+# this many problems are listed, and `changes` shrinks to names past this size.
+MAX_PROBLEMS = 50
+MAX_EVENT_BYTES = 192 * 1024
 _EVENT_NAMESPACE = uuid.UUID("3b7f4f0e-0a2c-4d9e-8c1a-6f5e2d4b9a17")
 
 
@@ -117,6 +121,9 @@ class OutcomeData(_Strict):
     error: EventError | None = None
     problems: list[EventProblem] | None = None
     changes: dict[str, EventChange] | None = None
+    truncated: bool | None = Field(
+        None, description="true when problems were cut to the first 50 or changes to their names (size)"
+    )
     attempts: int = Field(ge=0)
     duration_ms: float = Field(alias="durationMs", ge=0)
 
@@ -150,7 +157,10 @@ def event_data(result: Result, duration_ms: float = 0.0) -> dict[str, Any]:
             "values": public_error_values(dict(result.error.values)),
         }
     if result.problems:
-        data["problems"] = [{**p.as_dict(), "message": redact_text(p.message)} for p in result.problems]
+        shown = result.problems[:MAX_PROBLEMS]
+        data["problems"] = [{**p.as_dict(), "message": redact_text(p.message)} for p in shown]
+        if len(result.problems) > MAX_PROBLEMS:
+            data["truncated"] = True
     if result.changes or result.outcome is Outcome.dry_run:  # a dry run says so even when nothing would
         data["changes"] = public_changes(dict(result.changes))
     if result.in_place:
@@ -192,8 +202,14 @@ def build_event(
     # Structured-mode JSON written directly: every attribute is ours and well-formed
     # by construction, so the cloudevents SDK's per-event validation (half the cost of
     # an event, docs/performance.md) buys nothing here; tests read it back with the SDK.
-    attributes["data"] = event_data(result, duration_ms)
+    attributes["data"] = data = event_data(result, duration_ms)
     body = json.dumps(attributes, separators=(",", ":")).encode()
+    if len(body) > MAX_EVENT_BYTES and "changes" in data:
+        # A huge pool specification: its shape alone could outgrow a Service Bus message,
+        # and an event that cannot be sent would leave the message with no outcome.
+        data["changes"] = {name: {"to": "<omitted>"} for name in data["changes"]}
+        data["truncated"] = True
+        body = json.dumps(attributes, separators=(",", ":")).encode()
     return OutcomeEvent(
         id=attributes["id"],
         outcome=result.outcome,

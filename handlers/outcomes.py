@@ -182,13 +182,20 @@ def evaluate_conditions(conditions: Conditions, etag: str | None, last_modified:
     if not conditions.model_fields_set:
         return None
     current = bare_etag(etag) if etag else None
-    modified: datetime | None = parse_http_date(last_modified) if last_modified else None
-    held = True
     if_match, if_none_match = given(conditions.if_match), given(conditions.if_none_match)
     unmodified_since, modified_since = (
         given(conditions.if_unmodified_since),
         given(conditions.if_modified_since),
     )
+    modified: datetime | None = None
+    if unmodified_since is not None or modified_since is not None:
+        try:  # only a date condition reads Last-Modified; an odd one means "unknown"
+            modified = parse_http_date(last_modified) if last_modified else None
+        except ValueError:
+            modified = None
+        if modified is None:
+            return None
+    held = True
     if if_match is not None:
         held &= if_match == "*" or bare_etag(if_match) == current
     if if_none_match is not None:

@@ -29,6 +29,7 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import MISSING
+from pydantic_core import from_json
 
 from handlers.contract import JobUpdateMessage, check_ocp_date, given, is_job_id, parse_message
 from handlers.endpoints import resolve_endpoint
@@ -176,8 +177,8 @@ def admit(inbound: Inbound, policy: Policy, now: datetime) -> Job | Done:
 def identity_hint(body: bytes) -> tuple[str | None, str | None]:
     """Best-effort (jobId, endpoint) of an invalid message, so its event can still
     name the job. Never raises; only a well-formed id (it reaches log lines)."""
-    try:
-        data = json.loads(body.removeprefix(b"\xef\xbb\xbf"))
+    try:  # pydantic's parser: bounded depth, so no nesting can exhaust a small stack
+        data = from_json(body.removeprefix(b"\xef\xbb\xbf"))
     except (ValueError, RecursionError, UnicodeDecodeError):
         return None, None
     if not isinstance(data, dict):
@@ -235,7 +236,8 @@ def _replace(job: Job, history: tuple[Exchange, ...]) -> Send | Done:
         return _final(job, history, patch)
     got = history[1]
     reply = _reply(got)
-    if reply.ok and already_in_place(reply.json(), job.update, replace_nested=True):
+    read = reply.json() if reply.ok else None
+    if read is not None and already_in_place(read, job.update, replace_nested=True):
         return _in_place_after_412(job, history, got, decisive_412=patch)
     # A real conflict: report the PATCH's 412, not the read's reply.
     return _final(job, history, patch)
@@ -273,6 +275,12 @@ def _merge(job: Job, history: tuple[Exchange, ...]) -> Send | Done:
     if not reply.ok:
         return _final(job, history, last)
     current = reply.json()
+    if current is None:
+        return _unreadable(job, history, last)
+    if not reply.etag:
+        # Without the read's ETag the write could not be guarded against a lost update.
+        error = BatchError("MissingETag", "the job read returned no ETag; merge will not write unguarded")
+        return _finish(job, history, Outcome.failed, last, error=error, write=Write.none)
     merged = merge(current, job.update)
     if own_etag is not None and not evaluate_conditions(job.message.conditions, reply.etag, None):
         if _own_write_may_explain(job, history) and already_in_place(current, merged):
@@ -291,12 +299,10 @@ def _merge(job: Job, history: tuple[Exchange, ...]) -> Send | Done:
             write=Write.earlier_delivery if own else Write.none,
             conditions_met=True if own_etag else None,
         )
-    if not reply.etag:
-        # Without the read's ETag the write could not be guarded against a lost update.
-        error = BatchError("MissingETag", "the job read returned no ETag; merge will not write unguarded")
-        return _finish(job, history, Outcome.failed, last, error=error, write=Write.none)
     body = {name: merged[name] for name in diff}
-    return Send(_request(job, "PATCH", body, {"If-Match": _quoted(reply.etag)}), Purpose.write, changes=diff)
+    etag = reply.etag
+    assert etag  # checked above
+    return Send(_request(job, "PATCH", body, {"If-Match": _quoted(etag)}), Purpose.write, changes=diff)
 
 
 # A message ifMatch found stale on a merge read: no request got a 412, so no HTTP status.
@@ -321,6 +327,8 @@ def _dry_run(job: Job, history: tuple[Exchange, ...]) -> Send | Done:
     if not reply.ok:
         return _final(job, history, got)
     current = reply.json()
+    if current is None:
+        return _unreadable(job, history, got)
     merging = job.message.mode == "merge"
     wanted = merge(current, job.update) if merging else job.update
     return _finish(
@@ -346,6 +354,12 @@ def internal_error(inbound: Inbound, policy: Policy, exc: BaseException) -> Done
     error = BatchError("InternalError", f"{type(exc).__name__} in the job-update function")
     job_id, _ = identity_hint(inbound.body)
     return _give_up_or_retry(Result(Outcome.given_up, job_id=job_id, error=error), inbound, policy)
+
+
+def _unreadable(job: Job, history: tuple[Exchange, ...], read: Exchange) -> Done:
+    """A 200 read whose body is not a job: nothing can be merged into it or compared."""
+    error = BatchError("UnreadableJob", "the job read returned a body that is not a JSON object")
+    return _finish(job, history, Outcome.failed, read, error=error, write=Write.none)
 
 
 def _give_up_or_retry(result: Result, inbound: Inbound, policy: Policy) -> Done:
@@ -438,7 +452,7 @@ def _result(
     if reply is not None:
         ok = reply.ok
         values["http_status"] = reply.status
-        values["error"] = None if ok else _unechoed(reply.error(), job)
+        values["error"] = None if ok else _unechoed(reply.error(), job, decisive.step.request)
         values["request_id"] = reply.request_id
         values["client_request_id"] = reply.client_request_id or job.client_request_id
         values["etag"] = reply.etag if ok else None
@@ -447,12 +461,14 @@ def _result(
     return Result(outcome, **values)
 
 
-def _unechoed(error: BatchError | None, job: Job) -> BatchError | None:
-    """Batch's error with anything it quotes back from our request taken out: a
-    pool specification's passwords must not come back to subscribers that way."""
-    if error is None or not job.update:
+def _unechoed(error: BatchError | None, job: Job, request: BatchRequest) -> BatchError | None:
+    """Batch's error with anything it quotes back from our request taken out: a pool
+    specification's passwords (or, in merge mode, values read from the job and sent
+    back) must not come back to subscribers that way."""
+    if error is None:
         return error
-    strings = request_strings(job.update)
+    sent = json.loads(request.body) if request.body else None
+    strings = request_strings(job.update) | request_strings(sent)
     return BatchError(
         error.code,
         without_echoes(error.message, strings),

@@ -183,12 +183,13 @@ class BatchReply:
     def error(self) -> BatchError | None:
         return None if self.ok else BatchError.parse(self.body, self.status)
 
-    def json(self) -> dict[str, Any]:
+    def json(self) -> dict[str, Any] | None:
+        """The body as a JSON object, or None when it is not one (empty, HTML, a list)."""
         try:
-            data = json.loads(self.body) if self.body else {}
+            data = json.loads(self.body)
         except (ValueError, RecursionError):
-            return {}
-        return data if isinstance(data, dict) else {}
+            return None
+        return data if isinstance(data, dict) else None
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from email.utils import format_datetime, parsedate_to_datetime
+from email.utils import format_datetime
 
 __all__ = [
     "DURATION_PATTERN",
@@ -59,7 +59,7 @@ _UNIT_SECONDS = {"w": 7 * 86_400, "d": 86_400, "h": 3_600, "m": 60, "s": 1}
 GUID_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 _GUID = re.compile(GUID_PATTERN[1:-1])
 # Visible ASCII but the quote, bare or quoted, or "*". Batch's are `0x8D...`.
-ETAG_PATTERN = r'^(?:\*|[\x21\x23-\x7e]{1,256}|"[\x21\x23-\x7e]{1,256}")$'
+ETAG_PATTERN = r'^(?:\*|(?!W/)[\x21\x23-\x7e]{1,256}|"(?!W/)[\x21\x23-\x7e]{1,256}")$'
 _ETAG = re.compile(r"[\x21\x23-\x7e]{1,256}")
 # RFC 1123 (what HTTP sends) or ISO 8601 with an explicit offset. Only days that exist
 # (Feb 29 in leap years) and times within range, so the pattern says the whole rule.
@@ -137,9 +137,13 @@ def parse_http_date(text: str) -> datetime:
         if _ISO_DATE.fullmatch(text):
             return datetime.fromisoformat(text.replace("z", "Z").replace("t", "T")).astimezone(UTC)
         if _RFC1123.fullmatch(text):
-            return parsedate_to_datetime(text).astimezone(UTC)
-    except (ValueError, OverflowError):  # day 31 of February; 0001-01-01 at +14:00
-        raise ValueError(f"{text[:40]!r} is not a date that exists in UTC") from None
+            # strptime, not email.utils: it would read years 0001-0099 as 1969-2068.
+            # The weekday is redundant and not checked; the date goes out with its own.
+            return datetime.strptime(text, "%a, %d %b %Y %H:%M:%S GMT").replace(tzinfo=UTC)
+    except (ValueError, OverflowError):  # 0001-01-01 at +14:00; a weekday that is not the date's
+        raise ValueError(
+            f"{text[:40]!r} is not a date that exists in UTC (or its weekday is wrong)"
+        ) from None
     raise ValueError(
         f"{text[:40]!r} is not a date: use RFC 1123 (Mon, 17 Feb 2025 00:00:00 GMT) "
         "or ISO 8601 with an offset (2025-02-17T00:00:00Z)"

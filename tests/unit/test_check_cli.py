@@ -213,3 +213,22 @@ def test_schema_check_fails_when_stale_and_write_mends_it(
     assert main(["schema", "--write"], {}) == 0
     assert {p.name for p in tmp_path.iterdir()} == set(SCHEMAS)
     assert main(["schema", "--check"], {}) == 0
+
+
+def test_check_sends_the_api_version_and_rounds_the_function_would(tmp_path: Path) -> None:
+    path = tmp_path / "m.json"
+    path.write_text(message(mode="merge"))
+    env = {
+        "BATCH_ALLOWED_ENDPOINTS": ACCOUNT,
+        "BATCH_API_VERSION": "2026-10-01",
+        "BATCH_MERGE_MAX_ROUNDS": "3",
+    }
+    proc = run("check", str(path), env=env)
+    (result,) = results(proc.stdout.decode())
+    assert result["requests"][0]["url"].endswith("api-version=2026-10-01")
+    assert "at most 3 rounds" in result["then"]
+
+
+def test_allow_emulator_reads_as_a_boolean_like_settings() -> None:
+    env = {"BATCH_ALLOWED_ENDPOINTS": "https://localhost:8443", "BATCH_ALLOW_EMULATOR": "on"}
+    assert run("check", "samples/dry-run.json", env=env).returncode == 0

@@ -61,3 +61,10 @@ def test_allow_list_entries_must_be_batch_endpoints() -> None:
 def test_normalise_rejects_non_origin_forms() -> None:
     with pytest.raises(EndpointError, match="origin"):
         normalise_endpoint("https://a.b.batch.azure.com/x#y")
+
+
+def test_an_explicit_default_port_is_the_same_origin() -> None:
+    assert (
+        normalise_endpoint("https://a.westeurope.batch.azure.com:0443")
+        == "https://a.westeurope.batch.azure.com"
+    )

@@ -1254,3 +1254,50 @@ def test_merge_sends_the_read_etag_back_as_read_only_quoted() -> None:
     step = next_step(job, (Exchange(Send(BatchRequest("GET", "u", {}), Purpose.read), got(etag='"0x8D1"')),))
     assert isinstance(step, Send)
     assert step.request.headers["If-Match"] == '"0x8D1"'  # not quoted twice
+
+
+# --- review findings ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("body", [b"<html>", b"", b"[]"])
+@pytest.mark.parametrize("mode", ["merge", "dry-run"])
+def test_an_unreadable_read_is_failed_never_a_blind_write(body: bytes, mode: str) -> None:
+    fields: dict[str, Any] = {"mode": "merge"} if mode == "merge" else {"options": {"dryRun": True}}
+    job = job_for(message(update={"metadata": [{"name": "a", "value": "1"}]}, **fields))
+    w = walk(job, [Sent(BatchReply(200, "0x1", LM_NEW, "r", None, None, body), 1)])
+    assert w.methods == ["GET"]  # no PATCH that would replace the whole list
+    assert w.result.outcome is Outcome.failed
+    assert w.result.error is not None and w.result.error.code == "UnreadableJob"
+
+
+def test_merge_checks_for_the_read_etag_before_the_condition() -> None:
+    job = job_for(message(mode="merge", update={"priority": 20}, conditions={"ifMatch": "0x1"}))
+    w = walk(job, [got(etag="")])
+    assert (w.result.outcome, w.result.error and w.result.error.code) == (Outcome.failed, "MissingETag")
+
+
+def test_values_read_from_the_job_and_echoed_by_batch_are_taken_out() -> None:
+    secret = "ghp_R3alT0kenValue9"
+    read = {**JOB, "metadata": [{"name": "token", "value": secret}]}
+    job = job_for(message(mode="merge", update={"metadata": [{"name": "new", "value": "1"}]}))
+    body = error_body("InvalidPropertyValue", f"bad value {secret}", {"Reason": f"has {secret}"})
+    w = walk(job, [got(read), Sent(BatchReply(400, None, None, "r", None, None, body), 1)])
+    assert w.result.error is not None
+    assert secret not in w.result.error.message and secret not in str(w.result.error.values)
+
+
+@pytest.mark.parametrize("last_modified", ["Tue, 4 Nov 2026 14:23:21 GMT", "yesterday", None])
+def test_a_dry_run_with_an_odd_last_modified_says_unknown(last_modified: str | None) -> None:
+    job = job_for(
+        message(update={"priority": 1}, options={"dryRun": True}, conditions={"ifModifiedSince": LM_NEW})
+    )
+    reply = BatchReply(200, "0x1", last_modified, "r", None, None, json.dumps(JOB).encode())
+    w = walk(job, [Sent(reply, 1)])
+    assert w.result.outcome is Outcome.dry_run
+    assert w.result.conditions_met is None
+
+
+def test_a_dry_run_with_only_an_etag_condition_ignores_last_modified() -> None:
+    job = job_for(message(update={"priority": 1}, options={"dryRun": True}, conditions={"ifMatch": "0x1"}))
+    reply = BatchReply(200, "0x1", "not a date", "r", None, None, json.dumps(JOB).encode())
+    assert walk(job, [Sent(reply, 1)]).result.conditions_met is True

@@ -154,3 +154,30 @@ def test_events_are_cloudevents_the_sdk_reads_back(result: Result) -> None:
     assert read.get_extension("sourcemessageid") == "msg-1"
     assert read.get_data() == json.loads(event.body)["data"]
     assert (read.get_subject() is None) == (result.job_id is None)
+
+
+def test_events_stay_small_enough_to_send_whatever_the_message() -> None:
+    from handlers.events import MAX_EVENT_BYTES, MAX_PROBLEMS, OutcomeData
+    from handlers.plan import Inbound, Policy, admit
+
+    policy = Policy(
+        frozenset({"https://a.westeurope.batch.azure.com"}),
+        "https://a.westeurope.batch.azure.com",
+        "2025-06-01",
+    )
+    many_unknown = {"schemaVersion": "1.0", "jobId": "j", "update": {f"u{i}": 0 for i in range(20_000)}}
+    done = admit(Inbound(json.dumps(many_unknown).encode(), "m"), policy, datetime.now(UTC))
+    assert not isinstance(done, type(None))
+    rejected = build_event(done.result, "m")  # type: ignore[union-attr]
+    data = json.loads(rejected.body)["data"]
+    assert len(data["problems"]) == MAX_PROBLEMS and data["truncated"] is True
+    assert len(rejected.body) < MAX_EVENT_BYTES
+    OutcomeData.model_validate(data)
+
+    pool = {"x": [0] * 120_000}
+    changes = {"poolInfo": {"to": {"autoPoolSpecification": {"pool": pool}}}}
+    dry = build_event(Result(Outcome.dry_run, job_id="j", changes=changes), "m")
+    data = json.loads(dry.body)["data"]
+    assert data["truncated"] is True and data["changes"] == {"poolInfo": {"to": "<omitted>"}}
+    assert len(dry.body) < MAX_EVENT_BYTES
+    OutcomeData.model_validate(data)

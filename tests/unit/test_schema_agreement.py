@@ -105,6 +105,7 @@ def test_samples_agree_with_the_schema(sample: Path) -> None:
             "conditions": {"ifMatch": "x", "ifNoneMatch": "y"},
         },
         {"schemaVersion": "1.0", "jobId": "j", "update": {"maxParallelTasks": 0}},
+        {"schemaVersion": "1.0", "jobId": "j", "update": {"priority": 1}, "conditions": {"ifMatch": "W/abc"}},
         {"schemaVersion": "1.0", "jobId": "j", "update": {"constraints": {"maxWallClockTime": "P10000000D"}}},
         {
             "schemaVersion": "1.0",

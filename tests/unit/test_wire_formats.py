@@ -78,3 +78,15 @@ def test_etags_are_quoted_once() -> None:
     assert parse_etag("0x8D4100FC49F0278") == '"0x8D4100FC49F0278"'
     assert parse_etag('"0x8D4100FC49F0278"') == '"0x8D4100FC49F0278"'
     assert parse_etag("*") == "*"
+
+
+@pytest.mark.parametrize("year", [1, 68, 99, 2025])
+def test_rfc1123_years_are_read_as_written(year: int) -> None:
+    weekday = datetime(year, 1, 1).strftime("%a")
+    assert parse_http_date(f"{weekday}, 01 Jan {year:04d} 00:00:00 GMT").year == year
+
+
+def test_weak_etags_are_refused() -> None:
+    for text in ("W/abc", '"W/abc"'):
+        with pytest.raises(ValueError, match="weak"):
+            parse_etag(text)
