@@ -471,9 +471,18 @@ def _unechoed(error: BatchError | None, job: Job, request: BatchRequest) -> Batc
     strings = request_strings(job.update) | request_strings(sent)
     return BatchError(
         error.code,
-        without_echoes(error.message, strings),
-        {k: without_echoes(v, strings) for k, v in error.values.items()},
+        _scrubbed(error.message, strings),
+        {k: _scrubbed(v, strings) for k, v in error.values.items()},
     )
+
+
+def _scrubbed(text: str, strings: frozenset[str]) -> str:
+    # Scrubbing costs (strings x text), so a huge echo is cut first; wide enough that no
+    # secret kept in the final 1 KiB can have been split by the first cut.
+    return without_echoes(text[: 16 * _ERROR_TEXT], strings)[:_ERROR_TEXT]
+
+
+_ERROR_TEXT = 1024  # characters of a Batch error text or value kept for the event
 
 
 def _reply(exchange: Exchange) -> BatchReply:

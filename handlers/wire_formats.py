@@ -22,7 +22,6 @@ __all__ = [
     "canonical_duration",
     "format_duration",
     "format_http_date",
-    "is_guid",
     "parse_duration",
     "parse_etag",
     "parse_http_date",
@@ -57,7 +56,6 @@ _TIMESPAN_PARTS = re.compile(
 _UNIT_SECONDS = {"w": 7 * 86_400, "d": 86_400, "h": 3_600, "m": 60, "s": 1}
 
 GUID_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-_GUID = re.compile(GUID_PATTERN[1:-1])
 # Visible ASCII but the quote, bare or quoted, or "*". Batch's are `0x8D...`.
 ETAG_PATTERN = r'^(?:\*|(?!W/)[\x21\x23-\x7e]{1,256}|"(?!W/)[\x21\x23-\x7e]{1,256}")$'
 _ETAG = re.compile(r"[\x21\x23-\x7e]{1,256}")
@@ -169,7 +167,3 @@ def parse_etag(text: str) -> str:
 
 def bare_etag(value: str) -> str:
     return value[1:-1] if len(value) >= 2 and value[0] == value[-1] == '"' else value
-
-
-def is_guid(text: str) -> bool:
-    return _GUID.fullmatch(text) is not None

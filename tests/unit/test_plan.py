@@ -1301,3 +1301,15 @@ def test_a_dry_run_with_only_an_etag_condition_ignores_last_modified() -> None:
     job = job_for(message(update={"priority": 1}, options={"dryRun": True}, conditions={"ifMatch": "0x1"}))
     reply = BatchReply(200, "0x1", "not a date", "r", None, None, json.dumps(JOB).encode())
     assert walk(job, [Sent(reply, 1)]).result.conditions_met is True
+
+
+def test_a_huge_echo_is_cut_before_it_is_scrubbed() -> None:
+    pool = {f"k{i}": f"value-{i:06d}" for i in range(8_000)}  # within the 256 KiB message
+    job = job_for(message(update={"poolInfo": {"autoPoolSpecification": {"pool": pool}}}))
+    echoed = json.dumps(pool) * 4
+    body = error_body("InvalidPropertyValue", echoed, {"PropertyValue": echoed})
+    w = walk(job, [Sent(BatchReply(400, None, None, "r", None, None, body), 1)])
+    assert w.result.error is not None
+    assert len(w.result.error.message) <= 1024
+    assert "value-000001" not in w.result.error.message
+    assert all(len(v) <= 1024 for v in w.result.error.values.values())
