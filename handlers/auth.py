@@ -12,6 +12,7 @@ import base64
 import hashlib
 import hmac
 import logging
+import re
 import time
 from collections.abc import AsyncGenerator, Callable, Generator
 from dataclasses import dataclass, field
@@ -69,17 +70,37 @@ class TokenCache:
                     log.warning("token refresh failed; using the current token until it expires")
                     return current.token
                 raise
-            self._token = fresh
-            refresh_on = fresh.refresh_on or (fresh.expires_on - REFRESH_MARGIN_SECONDS)
-            self._refresh_at = min(refresh_on, fresh.expires_on - REFRESH_MARGIN_SECONDS)
-            return fresh.token
+            return self._keep(fresh)
 
-    async def _fetch(self) -> AccessTokenInfo:
+    async def refresh(self, rejected: str, claims: str | None = None) -> str:
+        """A fresh token after Batch answered 401 to `rejected`.
+
+        Concurrent 401s for the same token share one fetch: whoever comes second
+        finds a different token cached and uses it. The fetch passes `claims`
+        (Batch's challenge, or "" without one) because azure-identity skips its
+        own token cache whenever claims are given (managed_identity_client.py:
+        "Do not return a cached token if claims are provided"), so a revoked
+        token is not simply handed back from that cache.
+        """
+        async with self._lock:
+            current = self._token
+            if current is not None and current.token != rejected and self._clock() < self._refresh_at:
+                return current.token
+            return self._keep(await self._fetch(claims=claims if claims is not None else ""))
+
+    def _keep(self, fresh: AccessTokenInfo) -> str:
+        self._token = fresh
+        refresh_on = fresh.refresh_on or (fresh.expires_on - REFRESH_MARGIN_SECONDS)
+        self._refresh_at = min(refresh_on, fresh.expires_on - REFRESH_MARGIN_SECONDS)
+        return fresh.token
+
+    async def _fetch(self, *, claims: str | None = None) -> AccessTokenInfo:
         get_token_info = getattr(self._credential, "get_token_info", None)
         if get_token_info is not None:
-            info: AccessTokenInfo = await get_token_info(self._scope)
+            options = {"claims": claims} if claims is not None else None
+            info: AccessTokenInfo = await get_token_info(self._scope, options=options)
             return info
-        legacy = await self._credential.get_token(self._scope)  # type: ignore[union-attr]
+        legacy = await self._credential.get_token(self._scope, claims=claims)  # type: ignore[union-attr]
         return AccessTokenInfo(legacy.token, legacy.expires_on)
 
 
@@ -136,6 +157,21 @@ def string_to_sign(account: str, request: httpx.Request) -> str:
     return "\n".join(lines) + "\n" + "".join(f"{n}:{v}\n" for n, v in canonical_headers) + resource
 
 
+_CLAIMS = re.compile(r'claims="([A-Za-z0-9+/=_-]+)"')
+
+
+def challenge_claims(header: str) -> str | None:
+    """The claims of a CAE challenge (`Bearer ..., claims="<base64>"`), decoded."""
+    found = _CLAIMS.search(header)
+    if found is None:
+        return None
+    raw = found.group(1)
+    try:
+        return base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
 class BatchAuth(httpx.Auth):
     """Attach a Batch credential, but only to HTTPS requests for allow-listed origins."""
 
@@ -163,11 +199,21 @@ class BatchAuth(httpx.Auth):
 
     async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
         self._check(request)
-        if self._tokens is not None:
-            request.headers["Authorization"] = "Bearer " + await self._tokens.token()
-        else:
+        if self._tokens is None:
             assert self._shared_key is not None
             request.headers["Authorization"] = self._shared_key.authorization(request)
+            yield request
+            return
+        token = await self._tokens.token()
+        request.headers["Authorization"] = "Bearer " + token
+        response = yield request
+        if response.status_code != 401:
+            return
+        # A token can be revoked or expire in flight: refresh once and resend once;
+        # a second 401 is Batch's final answer (the plan reports it as failed).
+        claims = challenge_claims(response.headers.get("WWW-Authenticate", ""))
+        fresh = await self._tokens.refresh(token, claims)
+        request.headers["Authorization"] = "Bearer " + fresh
         yield request
 
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response]:

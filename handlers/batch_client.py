@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 
 import httpx
+from azure.core.exceptions import ClientAuthenticationError
 
 from handlers.auth import BatchAuth
 from handlers.transport import AiohttpTransport, NoCookies
@@ -82,9 +83,18 @@ class BatchClient:
             extensions={"timeout": timeout.as_dict()},
         )
         try:
-            response = await self._http.send(http_request)
+            # The token fetch runs inside send (BatchAuth): the same deadline holds
+            # for a slow identity endpoint as for a slow Batch.
+            async with asyncio.timeout(attempt_timeout):
+                response = await self._http.send(http_request)
         except httpx.TransportError as exc:  # connect, read, reset, timeout
             return f"{type(exc).__name__}: {exc}"
+        except TimeoutError:
+            return f"TimeoutError: no reply or token within {attempt_timeout:.1f} s"
+        except ClientAuthenticationError as exc:
+            # The identity endpoint is down or refused: no request went out. Worth
+            # retrying like a transport failure; its text may name the endpoint, not a secret.
+            return f"TokenUnavailable: {type(exc).__name__}"
         return reply_from(response.status_code, response.headers.raw, response.content)
 
     async def send(self, request: BatchRequest, *, deadline: float) -> Sent:

@@ -11,6 +11,7 @@ first, so the outcome stream stays complete).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from datetime import UTC, datetime
 
 from handlers.batch_client import BatchClient
 from handlers.errors import RetryLater
-from handlers.events import build_event
+from handlers.events import OutcomeEvent, build_event
 from handlers.outcomes import Result
 from handlers.plan import Done, Exchange, Inbound, Job, Policy, Settle, admit, internal_error, next_step
 from handlers.publisher import Publisher
@@ -28,6 +29,9 @@ from handlers.settings import Settings
 __all__ = ["Inbound", "JobUpdateHandler", "RetryLater", "policy_from"]
 
 log = logging.getLogger("handlers.job_update")
+
+PUBLISH_RETRY_FIRST_WAIT = 1.0
+PUBLISH_RETRY_MAX_WAIT = 10.0
 
 
 def policy_from(settings: Settings) -> Policy:
@@ -68,13 +72,42 @@ class JobUpdateHandler:
         self._log(done, inbound, duration_ms)
         if done.settle is not Settle.retry:
             event = build_event(done.result, inbound.key, duration_ms=duration_ms, now=self.clock())
-            await self.publisher.publish([event])
+            await self._publish(event, last=inbound.delivery_count >= self.policy.max_delivery_count)
         if done.settle is Settle.complete:
             return done.result
         reason = done.result.error.code if done.result.error else done.result.outcome.value
         if done.settle is Settle.give_up:
             raise RetryLater(f"gave up on delivery {inbound.delivery_count}: {reason}")
         raise RetryLater(reason)
+
+    async def _publish(self, event: OutcomeEvent, *, last: bool) -> None:
+        """Publish; on the last delivery, keep trying for `publish_hold_seconds`.
+
+        Before the last delivery a failed publish raises: the message is abandoned
+        and redelivered, and the redelivery publishes (the event id is stable, so
+        the topic drops a copy that did land). On the last delivery an abandon
+        would dead-letter the message with no event, so the publish is retried
+        here, holding the lock, until the topic is back or the hold runs out.
+        """
+        hold_until = time.monotonic() + self.settings.publish_hold_seconds
+        wait = PUBLISH_RETRY_FIRST_WAIT
+        while True:
+            try:
+                await self.publisher.publish([event])
+                return
+            except Exception:
+                if not last or time.monotonic() + wait > hold_until:
+                    if last:
+                        log.error(
+                            "job-update outcome=unpublished jobId=%s messageId=%s: the outcome event could "
+                            "not be published on the last delivery; the message is dead-lettered without it",
+                            event.job_id,
+                            redact_text(event.source_message_id),
+                        )
+                    raise
+                log.warning("publishing the outcome failed on the last delivery; retrying in %.1f s", wait)
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, PUBLISH_RETRY_MAX_WAIT)
 
     async def _run(self, inbound: Inbound) -> Done:
         job = admit(inbound, self.policy, self.clock())

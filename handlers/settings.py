@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     max_delivery_count: int = Field(10, ge=1, le=2000, alias="JOB_UPDATES_MAX_DELIVERY_COUNT")
     outcome_topic: str = Field("job-outcomes", alias="OUTCOME_TOPIC")
     outcome_topic_requires_session: bool = Field(False, alias="OUTCOME_TOPIC_REQUIRES_SESSION")
+    # On the last delivery a failed publish is retried in place this long, so that
+    # the message is not dead-lettered without its event (docs/reliability.md).
+    # With the Batch budget (<= 240 s) it stays inside the 5-minute lock renewal.
+    publish_hold_seconds: float = Field(45.0, ge=0, le=55, alias="OUTCOME_PUBLISH_HOLD_SECONDS")
     # In Azure: identity-based (namespace + managed identity). Locally: the
     # connection string the trigger uses too (`ServiceBusConnection`).
     servicebus_namespace: str | None = Field(None, alias="ServiceBusConnection__fullyQualifiedNamespace")

@@ -17,8 +17,10 @@ status for that case is not documented (reports show 400 and 401).
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import threading
+import time
 import uuid
 from collections import Counter
 from typing import Self
@@ -78,6 +80,10 @@ class TokenEndpoint(StartStop):
         self._requests: Counter[str] = Counter()
         self._rejected = 0
         self._issued: list[dict[str, object]] = []
+        self._down_until = 0.0  # monotonic; see outage()
+        self._down_status = 503
+        self._slow_until = 0.0  # monotonic; see slow()
+        self._slow_seconds = 0.0
         self._loop_thread = LoopThread("identity-endpoint")
         self._runner: web.AppRunner | None = None
 
@@ -140,12 +146,34 @@ class TokenEndpoint(StartStop):
             self._rejected = 0
             self._issued.clear()
 
+    # --- faults ---------------------------------------------------------------------
+
+    def outage(self, seconds: float, status: int = 503) -> None:
+        """Answer every token request with `status` for the next `seconds` (the
+        local token service restarting or unhealthy; App Service answers 5xx then)."""
+        with self._lock:
+            self._down_until = time.monotonic() + seconds
+            self._down_status = status
+
+    def slow(self, delay_seconds: float, for_seconds: float) -> None:
+        """Delay every token request by `delay_seconds` for the next `for_seconds`."""
+        with self._lock:
+            self._slow_until = time.monotonic() + for_seconds
+            self._slow_seconds = delay_seconds
+
     # --- protocol -------------------------------------------------------------------
 
     async def _handle_token(self, request: web.Request) -> web.Response:
         resource = request.query.get("resource", "")
         with self._lock:
             self._requests[resource] += 1
+            now = time.monotonic()
+            down = self._down_status if now < self._down_until else None
+            delay = self._slow_seconds if now < self._slow_until else 0.0
+        if delay:
+            await asyncio.sleep(delay)
+        if down is not None:
+            return self._refuse(down, "the managed identity endpoint is unavailable")
         presented = request.headers.get("X-IDENTITY-HEADER", "").encode()
         if not secrets.compare_digest(presented, self.identity_header.encode()):
             return self._refuse(401, "X-IDENTITY-HEADER is missing or does not match")

@@ -3,6 +3,7 @@ event building, no sockets. What Batch sees and what the topic gets, per message
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -50,10 +51,17 @@ class FakeCredential:
 
     def __init__(self) -> None:
         self.scopes: list[str] = []
+        self.options: list[Any] = []
+        self.failures: list[Exception] = []  # raised by the next calls, in order
 
-    async def get_token_info(self, *scopes: str, options: object = None) -> AccessTokenInfo:
+    async def get_token_info(self, *scopes: str, options: Any = None) -> AccessTokenInfo:
         self.scopes.extend(scopes)
-        return AccessTokenInfo(TOKEN, int(time.time()) + 3600)
+        self.options.append(options)
+        if self.failures:
+            raise self.failures.pop(0)
+        # A call with claims skips azure-identity's cache: a fresh token.
+        fresh = options is not None and options.get("claims") is not None
+        return AccessTokenInfo(TOKEN + ("-fresh" if fresh else ""), int(time.time()) + 3600)
 
     async def close(self) -> None:
         return None
@@ -70,8 +78,10 @@ class RecordingPublisher:
         self.events: list[Any] = []
         self.fail_with: Exception | None = None
         self.closed = False
+        self.attempts = 0
 
     async def publish(self, events: Sequence[Any]) -> None:
+        self.attempts += 1
         if self.fail_with is not None:
             raise self.fail_with
         self.events.extend(events)
@@ -501,6 +511,128 @@ async def test_a_publish_failure_propagates_so_the_host_redelivers(rig: Factory)
     with pytest.raises(RuntimeError, match="topic unavailable"):
         await r.handler.handle(inbound(PRIORITY))
     assert r.batch.methods == ["PATCH"]
+    assert r.publisher.attempts == 1  # not the last delivery: no waiting in place
+
+
+class FlakyPublisher(RecordingPublisher):
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def publish(self, events: Sequence[Any]) -> None:
+        self.attempts += 1
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("topic unavailable")
+        self.events.extend(events)
+
+
+@pytest.fixture
+def quick_publish_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    import handlers.handler
+
+    monkeypatch.setattr(handlers.handler, "PUBLISH_RETRY_FIRST_WAIT", 0.01)
+    monkeypatch.setattr(handlers.handler, "PUBLISH_RETRY_MAX_WAIT", 0.02)
+
+
+@pytest.mark.usefixtures("quick_publish_retries")
+async def test_on_the_last_delivery_a_failed_publish_is_retried_in_place(rig: Factory) -> None:
+    """Abandoning now would dead-letter the message with no event."""
+    r = rig(ok(), OUTCOME_PUBLISH_HOLD_SECONDS=5)
+    r.handler.publisher = r.publisher = FlakyPublisher(failures=3)
+    result = await r.handler.handle(inbound(PRIORITY, delivery=MAX_DELIVERIES))
+    assert result.outcome is Outcome.applied
+    assert r.publisher.attempts == 4
+    assert r.data()["outcome"] == "applied"
+    assert r.batch.methods == ["PATCH"]  # Batch is not asked again
+
+
+@pytest.mark.usefixtures("quick_publish_retries")
+async def test_the_hold_is_bounded_and_a_lost_event_is_logged(
+    rig: Factory, caplog: pytest.LogCaptureFixture
+) -> None:
+    r = rig(ok(), OUTCOME_PUBLISH_HOLD_SECONDS=0.2)
+    r.handler.publisher = r.publisher = FlakyPublisher(failures=10_000)
+    with pytest.raises(RuntimeError, match="topic unavailable"):
+        await r.handler.handle(inbound(PRIORITY, delivery=MAX_DELIVERIES))
+    assert 2 <= r.publisher.attempts < 100
+    (line,) = [rec for rec in caplog.records if rec.levelname == "ERROR"]
+    assert "outcome=unpublished jobId=job-1 messageId=m-1" in line.getMessage()
+
+
+# --- a 401 refreshes the token once ----------------------------------------------------
+
+
+def unauthorised(challenge: str | None = None) -> httpx.Response:
+    response = error(401, "AuthenticationFailed")
+    if challenge is not None:
+        response.headers["WWW-Authenticate"] = challenge
+    return response
+
+
+async def test_a_401_fetches_a_fresh_token_and_resends_once(rig: Factory) -> None:
+    r = rig(unauthorised(), ok())
+    result = await r.handler.handle(inbound(PRIORITY))
+    assert result.outcome is Outcome.applied
+    first, second = r.batch.seen
+    assert first.headers["authorization"] == f"Bearer {TOKEN}"
+    assert second.headers["authorization"] == f"Bearer {TOKEN}-fresh"
+    assert first.body == second.body
+    # The refresh asks past azure-identity's cache: claims given (none in the challenge).
+    assert r.credential.options == [None, {"claims": ""}]
+    assert r.data()["attempts"] == 1  # the resend is part of the one attempt
+
+
+async def test_a_second_401_is_final(rig: Factory) -> None:
+    r = rig(unauthorised(), unauthorised())
+    result = await r.handler.handle(inbound(PRIORITY))
+    assert result.outcome is Outcome.failed
+    assert r.batch.methods == ["PATCH", "PATCH"]
+    data = r.data()
+    assert (data["httpStatus"], data["error"]["code"]) == (401, "AuthenticationFailed")
+    assert len(r.credential.options) == 2
+
+
+async def test_a_cae_challenge_passes_its_claims_to_the_credential(rig: Factory) -> None:
+    claims = '{"access_token":{"nbf":{"essential":true,"value":"1700000000"}}}'
+    encoded = base64.b64encode(claims.encode()).decode().rstrip("=")
+    r = rig(unauthorised(f'Bearer realm="", error="insufficient_claims", claims="{encoded}"'), ok())
+    await r.handler.handle(inbound(PRIORITY))
+    assert r.credential.options[-1] == {"claims": claims}
+
+
+async def test_a_token_refreshed_by_another_message_is_reused(rig: Factory) -> None:
+    r = rig()
+    cache = TokenCache(r.credential, BATCH_SCOPE)
+    assert await cache.token() == TOKEN
+    refreshed = [await cache.refresh(TOKEN) for _ in range(3)]
+    assert refreshed == [f"{TOKEN}-fresh"] * 3  # the later 401s for the old token share one fetch
+    assert len(r.credential.options) == 2
+
+
+async def test_an_unavailable_token_endpoint_is_retried_like_a_transport_failure(rig: Factory) -> None:
+    from azure.core.exceptions import ClientAuthenticationError
+
+    r = rig(ok())
+    r.credential.failures = [ClientAuthenticationError("ManagedIdentityCredential: endpoint 503")]
+    result = await r.handler.handle(inbound(PRIORITY))
+    assert result.outcome is Outcome.applied
+    assert r.data()["attempts"] == 2
+    assert r.batch.methods == ["PATCH"]  # nothing went out without a token
+
+
+async def test_a_token_endpoint_down_for_the_whole_budget_is_no_reply(rig: Factory) -> None:
+    from azure.core.exceptions import ClientAuthenticationError
+
+    r = rig()
+    r.credential.failures = [ClientAuthenticationError("down")] * 10
+    with pytest.raises(RetryLater):
+        await r.handler.handle(inbound(PRIORITY, delivery=MAX_DELIVERIES))
+    data = r.data()
+    assert data["outcome"] == "given-up"
+    assert data["error"]["code"] == "NoReply"
+    assert "TokenUnavailable: ClientAuthenticationError" in data["error"]["message"]
+    assert r.batch.seen == []
 
 
 # --- the credential goes only to the allow-list ----------------------------------------
