@@ -283,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
         # Every input is read before anything starts: a bad one costs no run.
         messages = read_messages(args.messages or SAMPLES)
         jobs = read_jobs(args.jobs) if args.jobs else None
+        inputs = [p for p in (args.messages, args.jobs) if p is not None]
+        if args.events_out and any(_same_file(args.events_out, p) for p in inputs):
+            raise UsageError(f"{args.events_out}: --events-out would overwrite an input")
         events_out = _open_out(args.events_out) if args.events_out else None
     except UsageError as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
@@ -296,6 +299,13 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if events_out is not None:
             events_out.close()
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and a.samefile(b)
+    except OSError:
+        return False
 
 
 def _open_out(path: Path) -> BinaryIO:

@@ -213,6 +213,7 @@ def test_ok_means_exactly_one_outcome_per_message_and_an_empty_queue(
         ["--jobs", "{tmp}/missing.jsonl"],
         ["--jobs", "{tmp}/bad-jobs.jsonl"],
         ["--events-out", "{tmp}/no/such/dir/events.jsonl"],
+        ["--messages", "{tmp}/ok.jsonl", "--events-out", "{tmp}/ok.jsonl"],  # would destroy the input
     ],
 )
 def test_usage_errors_are_one_line_and_exit_2(
@@ -225,9 +226,11 @@ def test_usage_errors_are_one_line_and_exit_2(
 
     monkeypatch.setattr(local, "run", must_not_run)
     _write(tmp_path / "bad-jobs.jsonl", b'{"id": "a"}\n{"id": "b",}\n')
+    _write(tmp_path / "ok.jsonl", b"{}\n")
     assert main([a.replace("{tmp}", str(tmp_path)) for a in argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith("python -m localrun: error: ") and err.count("\n") == 1
+    assert (tmp_path / "ok.jsonl").read_bytes() == b"{}\n"
 
 
 def test_a_bad_option_is_exit_2() -> None:
