@@ -3,6 +3,7 @@
 
     python3 dev.py local   # run the main job end to end on loopback (no Azure account)
     python3 dev.py test    # lint, type-check and run every test (what CI runs)
+    python3 dev.py reliability   # regenerate docs/reliability.md (fuzz soak, leaks, fault matrix)
 
 Creates `.venv` on first use and reinstalls when a requirements file changes.
 Any further arguments go to the command (e.g. `python3 dev.py test -k merge`).
@@ -73,13 +74,15 @@ def test(extra: list[str]) -> int:
 
 
 def main() -> int:
-    if len(sys.argv) < 2 or sys.argv[1] not in {"local", "test"}:
+    if len(sys.argv) < 2 or sys.argv[1] not in {"local", "test", "reliability"}:
         print(__doc__)
         return 2
     ensure_venv()
     command, extra = sys.argv[1], sys.argv[2:]
     if command == "local":
         return run(str(PY), "-m", "localrun", *extra)
+    if command == "reliability":
+        return run(str(PY), "-m", "tests.reliability", *extra)
     return test(extra)
 
 
