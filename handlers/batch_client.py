@@ -97,13 +97,15 @@ class BatchClient:
             return f"TokenUnavailable: {type(exc).__name__}"
         return reply_from(response.status_code, response.headers.raw, response.content)
 
-    async def send(self, request: BatchRequest, *, deadline: float) -> Sent:
+    async def send(self, request: BatchRequest, *, deadline: float, max_wait: float | None = None) -> Sent:
         """Send, retrying transient failures until `deadline` (time.monotonic()).
 
         Every attempt and every wait fits inside the deadline: an attempt gets
         min(attempt timeout, time left), and a wait that would end past the
         deadline is not started. A transient failure that outlasts the retries
         comes back as `Sent(failure=...)`, with the last reply if there was one.
+        A wait longer than `max_wait` is not waited here either: the caller retries
+        off the lock (a scheduled copy) instead.
         """
         policy = self.policy
         attempts = 0
@@ -124,6 +126,8 @@ class BatchClient:
             if attempts >= policy.max_attempts:
                 return Sent(last, attempts, failure)
             wait = policy.delay(attempts, got.retry_after if isinstance(got, BatchReply) else None)
+            if max_wait is not None and wait > max_wait:
+                return Sent(last, attempts, failure)
             if time.monotonic() + wait + MIN_ATTEMPT_SECONDS >= deadline:
                 return Sent(last, attempts, failure)
             await asyncio.sleep(wait)

@@ -8,8 +8,11 @@
     │                              not listed, or a request the auth flow refuses to sign
     ├── UsageError                 a bad command-line option or input file (`check`: exit 2)
     └── RetryLater                 raised to the Functions host: abandon the message so
-                                   Service Bus redelivers it. On the last delivery the
-                                   `given-up` event has been published before it is raised.
+        │                          Service Bus redelivers it. On the last delivery the
+        │                          `given-up` event has been published before it is raised.
+        └── DeadLetterPending      a scheduled copy whose only job is to reach the DLQ with
+                                   the reason it carries (its `given-up` event is out):
+                                   abandoned on every delivery, no Batch call, no event
 
 Transient Batch failures (throttling, 5xx, network) are not exceptions: the client
 returns them as an `Exchange` with a `failure`, and the plan decides what follows.
@@ -25,6 +28,7 @@ __all__ = [
     "InvalidMessage",
     "JobUpdateError",
     "Problem",
+    "DeadLetterPending",
     "RetryLater",
     "UsageError",
 ]
@@ -64,3 +68,7 @@ class UsageError(JobUpdateError):
 
 class RetryLater(JobUpdateError):
     """Raised to the host: abandon the message so Service Bus redelivers it."""
+
+
+class DeadLetterPending(RetryLater):
+    """Abandon until Service Bus dead-letters it (the GA trigger cannot dead-letter)."""

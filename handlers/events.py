@@ -125,6 +125,12 @@ class OutcomeData(_Strict):
         None, description="true when problems were cut to the first 50 or changes to their names (size)"
     )
     attempts: int = Field(ge=0)
+    scheduled_copies: int | None = Field(
+        None,
+        alias="scheduledCopies",
+        ge=1,
+        description="Retries off the lock: how many scheduled copies of the message came before this outcome",
+    )
     duration_ms: float = Field(alias="durationMs", ge=0)
 
 
@@ -166,6 +172,8 @@ def event_data(result: Result, duration_ms: float = 0.0) -> dict[str, Any]:
     if result.in_place:
         data["inPlace"] = True
     data["attempts"] = result.attempts
+    if result.scheduled_copies:
+        data["scheduledCopies"] = result.scheduled_copies
     data["durationMs"] = round(duration_ms, 1)
     return data
 

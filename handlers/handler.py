@@ -15,14 +15,28 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from handlers.batch_client import BatchClient
 from handlers.errors import RetryLater
 from handlers.events import OutcomeEvent, build_event
 from handlers.outcomes import Result
-from handlers.plan import Done, Exchange, Inbound, Job, Policy, Settle, admit, internal_error, next_step
+from handlers.lineage import Lineage
+from handlers.plan import (
+    CopyPolicy,
+    Done,
+    Exchange,
+    Inbound,
+    Job,
+    Policy,
+    Settle,
+    admit,
+    dead_letter_reason,
+    internal_error,
+    next_step,
+)
 from handlers.publisher import Publisher
+from handlers.requeue import Envelope, Requeue
 from handlers.redaction import redact_text
 from handlers.settings import Settings
 
@@ -31,16 +45,24 @@ __all__ = ["Inbound", "JobUpdateHandler", "RetryLater", "policy_from"]
 log = logging.getLogger("handlers.job_update")
 
 PUBLISH_RETRY_FIRST_WAIT = 1.0
+# The log line's outcome for settlements that publish nothing (yet).
+_LOGGED = {Settle.retry: "transient", Settle.reschedule: "rescheduled"}
 PUBLISH_RETRY_MAX_WAIT = 10.0
 
 
-def policy_from(settings: Settings) -> Policy:
+def policy_from(settings: Settings, *, can_requeue: bool = False) -> Policy:
+    copies = None
+    if can_requeue and settings.scheduled_retries and not settings.sessions_enabled:
+        copies = CopyPolicy(
+            budget_seconds=settings.attempt_budget_seconds, max_copies=settings.max_scheduled_copies
+        )
     return Policy(
         allowed_endpoints=settings.allowed_endpoints,
         default_endpoint=settings.endpoint_when_unnamed,
         api_version=settings.api_version,
         merge_max_rounds=settings.merge_max_rounds,
         max_delivery_count=settings.max_delivery_count,
+        copies=copies,
     )
 
 
@@ -53,23 +75,29 @@ class JobUpdateHandler:
         batch: BatchClient,
         publisher: Publisher,
         *,
+        requeue: Requeue | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.settings = settings
-        self.policy = policy_from(settings)
+        self.policy = policy_from(settings, can_requeue=requeue is not None)
         self.batch = batch
         self.publisher = publisher
+        self.requeue = requeue
         self.clock = clock
 
-    async def handle(self, inbound: Inbound) -> Result:
+    async def handle(self, inbound: Inbound, envelope: Envelope | None = None) -> Result:
+        """Returns: the host completes the message. Raises RetryLater: it abandons it."""
         started = time.perf_counter()
         try:
             done = await self._run(inbound)
         except Exception as unexpected:  # a bug or an unforeseen reply: same road as a transient
             log.exception("job-update handling failed unexpectedly (messageId=%s)", redact_text(inbound.key))
-            done = internal_error(inbound, self.policy, unexpected)
+            done = internal_error(inbound, self.policy, unexpected, self.clock())
         duration_ms = (time.perf_counter() - started) * 1000
         self._log(done, inbound, duration_ms)
+        if done.settle is Settle.reschedule:
+            await self._schedule_copy(done, inbound, envelope or _envelope_of(inbound))
+            return done.result  # the copy carries the message on; this one is complete
         if done.settle is not Settle.retry:
             event = build_event(done.result, inbound.key, duration_ms=duration_ms, now=self.clock())
             await self._publish(event, last=inbound.delivery_count >= self.policy.max_delivery_count)
@@ -77,8 +105,35 @@ class JobUpdateHandler:
             return done.result
         reason = done.result.error.code if done.result.error else done.result.outcome.value
         if done.settle is Settle.give_up:
+            if self.requeue is not None:
+                await self._dead_letter(done, inbound, envelope or _envelope_of(inbound))
+                return done.result
             raise RetryLater(f"gave up on delivery {inbound.delivery_count}: {reason}")
         raise RetryLater(reason)
+
+    async def _schedule_copy(self, done: Done, inbound: Inbound, envelope: Envelope) -> None:
+        assert self.requeue is not None  # the plan reschedules only when a requeue exists
+        due = self.clock() + timedelta(seconds=done.delay_seconds)
+        attempts = envelope.lineage.attempts + done.result.attempts
+        try:
+            await self.requeue.schedule_copy(envelope, inbound.copy + 1, due, attempts)
+        except Exception as exc:
+            # Not scheduled: fall back to redelivery (the original is abandoned).
+            log.warning("scheduling a retry copy failed (%s); abandoning instead", type(exc).__name__)
+            raise RetryLater("could not schedule a retry copy") from exc
+
+    async def _dead_letter(self, done: Done, inbound: Inbound, envelope: Envelope) -> None:
+        assert self.requeue is not None
+        reason, description = dead_letter_reason(
+            done.result, inbound, self.clock(), envelope.lineage.attempts
+        )
+        attempts = envelope.lineage.attempts + done.result.attempts
+        try:
+            await self.requeue.dead_letter(envelope, reason, description, attempts)
+        except Exception as exc:
+            # The given-up event is out; without the copy, redelivery runs the message again.
+            log.warning("sending the dead-letter copy failed (%s); abandoning instead", type(exc).__name__)
+            raise RetryLater("could not send the dead-letter copy") from exc
 
     async def _publish(self, event: OutcomeEvent, *, last: bool) -> None:
         """Publish; on the last delivery, keep trying for `publish_hold_seconds`.
@@ -117,12 +172,14 @@ class JobUpdateHandler:
 
     async def _drive(self, job: Job) -> Done:
         deadline = time.monotonic() + self.settings.retry_budget_seconds
+        # With copies, a long wait is spent off the lock; without, inside the budget.
+        max_wait = self.settings.offlock_wait_seconds if self.policy.copies is not None else None
         history: tuple[Exchange, ...] = ()
         while True:
             step = next_step(job, history)
             if isinstance(step, Done):
                 return step
-            sent = await self.batch.send(step.request, deadline=deadline)
+            sent = await self.batch.send(step.request, deadline=deadline, max_wait=max_wait)
             history = (*history, Exchange(step, sent))
 
     def _log(self, done: Done, inbound: Inbound, duration_ms: float) -> None:
@@ -133,7 +190,7 @@ class JobUpdateHandler:
         log.info(
             "job-update outcome=%s jobId=%s httpStatus=%s errorCode=%s attempts=%d messageId=%s "
             "durationMs=%.1f",
-            "transient" if done.settle is Settle.retry else result.outcome.value,
+            _LOGGED.get(done.settle, result.outcome.value),
             result.job_id,
             result.http_status,
             result.error.code if result.error else None,
@@ -141,3 +198,8 @@ class JobUpdateHandler:
             redact_text(inbound.key),
             duration_ms,
         )
+
+
+def _envelope_of(inbound: Inbound) -> Envelope:
+    """For callers without the received message (tests, tools): the body and lineage."""
+    return Envelope(inbound.body, Lineage(inbound.key, inbound.enqueued_at, inbound.copy))

@@ -72,6 +72,7 @@ class Result:
     # earlier write would also cause). Dry runs: would they hold now.
     conditions_met: bool | None = None
     in_place: bool = False  # the job already held every requested value (nothing to write)
+    scheduled_copies: int = 0  # copies scheduled before this delivery (retries off the lock)
 
 
 # --- Comparing a job with an update ------------------------------------------------

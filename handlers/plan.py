@@ -34,6 +34,7 @@ from pydantic_core import from_json
 from handlers.contract import JobUpdateMessage, check_ocp_date, given, is_job_id, parse_message
 from handlers.endpoints import resolve_endpoint
 from handlers.errors import EndpointError, InvalidMessage, Problem
+from handlers.lineage import jitter
 from handlers.outcomes import Outcome, Result, Write, already_in_place, changes, evaluate_conditions, merge
 from handlers.redaction import request_strings, without_echoes
 from handlers.wire import (
@@ -48,6 +49,7 @@ from handlers.wire import (
 from handlers.wire_formats import parse_http_date
 
 __all__ = [
+    "CopyPolicy",
     "Done",
     "Exchange",
     "Inbound",
@@ -57,6 +59,7 @@ __all__ = [
     "Send",
     "Settle",
     "admit",
+    "dead_letter_reason",
     "identity_hint",
     "internal_error",
     "next_step",
@@ -68,9 +71,10 @@ class Inbound:
     """What the plan needs from a Service Bus message."""
 
     body: bytes
-    message_id: str
+    message_id: str  # a scheduled copy's original id (handlers/lineage.py)
     delivery_count: int = 1
-    enqueued_at: datetime | None = None
+    enqueued_at: datetime | None = None  # for a copy: when the original was enqueued
+    copy: int = 0  # scheduled copies before this one (0: the original message)
     # The id events and client-request-ids derive from: the message id, or for a
     # message without one, a digest of its body (stable across redeliveries).
     key: str = field(init=False)
@@ -89,6 +93,17 @@ class Policy:
     api_version: str
     merge_max_rounds: int = 5
     max_delivery_count: int = 10
+    copies: CopyPolicy | None = None  # retries off the lock; None: redelivery only
+
+
+@dataclass(frozen=True, slots=True)
+class CopyPolicy:
+    """Retries off the lock: a transient failure schedules a copy of the message."""
+
+    budget_seconds: float = 900.0  # from the original's enqueue time, across copies
+    max_copies: int = 50
+    first_backoff_seconds: float = 5.0  # without Retry-After: 5 s, 10 s, 20 s ... (jittered)
+    max_backoff_seconds: float = 300.0
 
 
 class Settle(StrEnum):
@@ -96,7 +111,8 @@ class Settle(StrEnum):
 
     complete = "complete"  # publish the event; the host completes the message
     retry = "retry"  # no event; RetryLater: the host abandons, Service Bus redelivers
-    give_up = "give-up"  # the last delivery: publish `given-up`, then RetryLater (-> DLQ)
+    reschedule = "reschedule"  # no event; schedule a copy `delay` from now, complete this one
+    give_up = "give-up"  # publish `given-up`, then the message goes to the DLQ
 
 
 class Purpose(StrEnum):
@@ -122,6 +138,7 @@ class Exchange:
 class Done:
     result: Result
     settle: Settle = Settle.complete
+    delay_seconds: float = 0.0  # reschedule: when the copy is due
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,14 +363,16 @@ def _transient(job: Job, history: tuple[Exchange, ...]) -> Done:
     result = _result(job, history, Outcome.given_up, last)
     if last.sent.reply is None:  # no attempt got a reply: say why instead
         result = replace(result, error=BatchError("NoReply", last.sent.failure or "no reply"))
-    return _give_up_or_retry(result, job.inbound, job.policy)
+    retry_after = last.sent.reply.retry_after if last.sent.reply is not None else None
+    return _give_up_or_retry(result, job.inbound, job.policy, job.now, retry_after)
 
 
-def internal_error(inbound: Inbound, policy: Policy, exc: BaseException) -> Done:
+def internal_error(inbound: Inbound, policy: Policy, exc: BaseException, now: datetime) -> Done:
     """An unforeseen exception takes the transient road: a bug must not lose a message."""
     error = BatchError("InternalError", f"{type(exc).__name__} in the job-update function")
     job_id, _ = identity_hint(inbound.body)
-    return _give_up_or_retry(Result(Outcome.given_up, job_id=job_id, error=error), inbound, policy)
+    result = Result(Outcome.given_up, job_id=job_id, error=error, scheduled_copies=inbound.copy)
+    return _give_up_or_retry(result, inbound, policy, now, None)
 
 
 def _unreadable(job: Job, history: tuple[Exchange, ...], read: Exchange) -> Done:
@@ -362,9 +381,50 @@ def _unreadable(job: Job, history: tuple[Exchange, ...], read: Exchange) -> Done
     return _finish(job, history, Outcome.failed, read, error=error, write=Write.none)
 
 
-def _give_up_or_retry(result: Result, inbound: Inbound, policy: Policy) -> Done:
-    last = inbound.delivery_count >= policy.max_delivery_count
-    return Done(result, Settle.give_up if last else Settle.retry)
+def _give_up_or_retry(
+    result: Result, inbound: Inbound, policy: Policy, now: datetime, retry_after: float | None
+) -> Done:
+    """Transient: try again later, by redelivery or by a scheduled copy, until the
+    deliveries (or the copies' attempt budget) run out; then give up."""
+    if inbound.delivery_count >= policy.max_delivery_count:
+        return Done(result, Settle.give_up)
+    copies = policy.copies
+    if copies is None:
+        return Done(result, Settle.retry)
+    ceiling = min(copies.max_backoff_seconds, copies.first_backoff_seconds * 2 ** min(inbound.copy, 30))
+    # Retry-After is Batch's own word; else exponential backoff, jittered per message.
+    delay = (
+        retry_after if retry_after is not None else ceiling * (0.5 + jitter(inbound.key, inbound.copy) / 2)
+    )
+    waited = _seconds_since(inbound.enqueued_at, now)
+    if inbound.copy >= copies.max_copies or waited + delay > copies.budget_seconds:
+        return Done(result, Settle.give_up)
+    return Done(result, Settle.reschedule, delay_seconds=delay)
+
+
+def dead_letter_reason(
+    result: Result, inbound: Inbound, now: datetime, attempts_before: int
+) -> tuple[str, str]:
+    """What the dead-letter queue says about a message given up: Batch's error code
+    (or ours) as the reason; status, attempts and time waited as the description.
+    Identifiers and counts only: no message text that could quote the request."""
+    code = result.error.code if result.error is not None else "GivenUp"
+    status = f"HTTP {result.http_status}" if result.http_status is not None else "no reply"
+    waited = _seconds_since(inbound.enqueued_at, now)
+    description = (
+        f"given up: last {status} {code}; {attempts_before + result.attempts} Batch attempts over "
+        f"{inbound.copy + 1} deliveries of scheduled copies (this one: delivery {inbound.delivery_count}); "
+        f"{waited:.0f} s since the message was first enqueued"
+    )
+    return code, description
+
+
+def _seconds_since(then: datetime | None, now: datetime) -> float:
+    if then is None:
+        return 0.0
+    if then.tzinfo is None:  # the host's EnqueuedTimeUtc can arrive without an offset
+        then = then.replace(tzinfo=UTC)
+    return max(0.0, (now - then).total_seconds())
 
 
 # --- Helpers -----------------------------------------------------------------------
@@ -380,8 +440,10 @@ def _own_write_may_explain(job: Job, history: tuple[Exchange, ...]) -> bool:
         and conditions.if_unmodified_since is MISSING
     ):
         return False  # If-None-Match / If-Modified-Since still hold after our own write
-    return job.inbound.delivery_count > 1 or any(
-        x.step.purpose is Purpose.write and x.sent.attempts > 1 for x in history
+    return (
+        job.inbound.delivery_count > 1
+        or job.inbound.copy > 0
+        or any(x.step.purpose is Purpose.write and x.sent.attempts > 1 for x in history)
     )
 
 
@@ -448,6 +510,7 @@ def _result(
         "mode": job.mode,
         "client_request_id": job.client_request_id,
         "attempts": sum(x.sent.attempts for x in history),
+        "scheduled_copies": job.inbound.copy,
     }
     if reply is not None:
         ok = reply.ok

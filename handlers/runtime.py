@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 
 from azure.core.credentials_async import AsyncTokenCredential
+from azure.servicebus.aio import ServiceBusClient
 
 from handlers.auth import BatchAuth, SharedKey, TokenCache
 from handlers.batch_client import BatchClient, RetryPolicy, make_http_client
 from handlers.handler import JobUpdateHandler
 from handlers.publisher import Publisher, ServiceBusPublisher
+from handlers.requeue import Requeue, ServiceBusRequeue
 from handlers.settings import BatchAuthMode, Settings
 
 
@@ -43,18 +45,26 @@ def make_batch_client(settings: Settings, credential: AsyncTokenCredential | Non
     return BatchClient(http, policy)
 
 
-def make_publisher(settings: Settings, credential: AsyncTokenCredential | None) -> Publisher:
-    sessions = settings.outcome_topic_requires_session
+def make_servicebus_client(settings: Settings, credential: AsyncTokenCredential | None) -> ServiceBusClient:
+    """One AMQP connection for the topic sender and the queue sender (copies)."""
     if settings.servicebus_connection_string is not None:
-        return ServiceBusPublisher.from_connection_string(
-            settings.servicebus_connection_string.get_secret_value(),
-            settings.outcome_topic,
-            sessions=sessions,
+        return ServiceBusClient.from_connection_string(
+            settings.servicebus_connection_string.get_secret_value()
         )
     assert settings.servicebus_namespace is not None and credential is not None
-    return ServiceBusPublisher.from_namespace(
-        settings.servicebus_namespace, credential, settings.outcome_topic, sessions=sessions
+    return ServiceBusClient(settings.servicebus_namespace, credential)
+
+
+def make_publisher(settings: Settings, client: ServiceBusClient) -> Publisher:
+    return ServiceBusPublisher(
+        client, settings.outcome_topic, sessions=settings.outcome_topic_requires_session
     )
+
+
+def make_requeue(settings: Settings, client: ServiceBusClient) -> Requeue | None:
+    if not settings.scheduled_retries or settings.sessions_enabled:
+        return None
+    return ServiceBusRequeue(client, settings.job_updates_queue)
 
 
 class Runtime:
@@ -77,12 +87,19 @@ class Runtime:
         )
         credential = make_credential(settings) if needs_identity else None
         batch = make_batch_client(settings, credential)
-        publisher = publisher or make_publisher(settings, credential)
-        return cls(settings, JobUpdateHandler(settings, batch, publisher), credential)
+        requeue: Requeue | None = None
+        if publisher is None:
+            client = make_servicebus_client(settings, credential)
+            publisher = make_publisher(settings, client)
+            requeue = make_requeue(settings, client)
+        handler = JobUpdateHandler(settings, batch, publisher, requeue=requeue)
+        return cls(settings, handler, credential)
 
     async def aclose(self) -> None:
         await self.handler.batch.aclose()
-        await self.handler.publisher.aclose()
+        if self.handler.requeue is not None:
+            await self.handler.requeue.aclose()
+        await self.handler.publisher.aclose()  # closes the shared Service Bus client
         if self._credential is not None:
             await self._credential.close()
 

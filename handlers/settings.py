@@ -48,6 +48,15 @@ class Settings(BaseSettings):
     # Must equal the queue's maxDeliveryCount: on that delivery a transient
     # failure publishes `given-up` before the message goes to the dead-letter queue.
     max_delivery_count: int = Field(10, ge=1, le=2000, alias="JOB_UPDATES_MAX_DELIVERY_COUNT")
+    # Retries off the lock (docs/host.md): a transient failure schedules a copy of the
+    # message at the retry time and completes the original. Off with sessions (a copy
+    # would let a later update of the same job overtake it): those wait in place.
+    scheduled_retries: bool = Field(True, alias="JOB_UPDATES_SCHEDULED_RETRIES")
+    # A wait longer than this (Retry-After or backoff) goes off the lock.
+    offlock_wait_seconds: float = Field(5.0, ge=0, le=240, alias="JOB_UPDATES_OFFLOCK_WAIT_SECONDS")
+    # Across the original and all its copies, from the original's enqueue time.
+    attempt_budget_seconds: float = Field(900.0, gt=0, le=86_400, alias="JOB_UPDATES_ATTEMPT_BUDGET_SECONDS")
+    max_scheduled_copies: int = Field(50, ge=1, le=1000, alias="JOB_UPDATES_MAX_SCHEDULED_COPIES")
     outcome_topic: str = Field("job-outcomes", alias="OUTCOME_TOPIC")
     outcome_topic_requires_session: bool = Field(False, alias="OUTCOME_TOPIC_REQUIRES_SESSION")
     # On the last delivery a failed publish is retried in place this long, so that

@@ -2,22 +2,59 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 import azure.functions as func
 
+from handlers.errors import DeadLetterPending
+from handlers.lineage import lineage_of
 from handlers.plan import Inbound
+from handlers.redaction import redact_text
+from handlers.requeue import Envelope
 from handlers.runtime import get_runtime
 
+log = logging.getLogger("handlers.job_update")
 
-def inbound_from(msg: func.ServiceBusMessage) -> Inbound:
+
+def envelope_from(msg: func.ServiceBusMessage) -> Envelope:
+    properties: dict[str, Any] = dict(msg.application_properties or {})
+    lineage = lineage_of(msg.message_id or "", msg.enqueued_time_utc, properties)
+    return Envelope(
+        body=msg.get_body(),
+        lineage=lineage,
+        session_id=msg.session_id,
+        content_type=msg.content_type,
+        correlation_id=msg.correlation_id,
+        subject=msg.subject or msg.label,
+        application_properties=properties,
+    )
+
+
+def inbound_from(msg: func.ServiceBusMessage, envelope: Envelope | None = None) -> Inbound:
+    lineage = (envelope or envelope_from(msg)).lineage
     return Inbound(
         body=msg.get_body(),
-        message_id=msg.message_id or "",
+        message_id=lineage.original_id,
         delivery_count=msg.delivery_count or 1,
-        enqueued_at=msg.enqueued_time_utc,
+        enqueued_at=lineage.original_enqueued_at,
+        copy=lineage.copy,
     )
 
 
 async def on_job_update_message(msg: func.ServiceBusMessage) -> None:
     """Return: the host completes the message. Raise: it abandons it (redelivery)."""
+    envelope = envelope_from(msg)
+    if envelope.lineage.dead_letter is not None:
+        # Our own copy of a message given up (its event is out): no Batch call, no
+        # event; abandoned until Service Bus moves it, with its reason, to the DLQ.
+        reason, _ = envelope.lineage.dead_letter
+        log.info(
+            "job-update dead-letter copy of messageId=%s (reason=%s), delivery %s",
+            redact_text(envelope.lineage.original_id),
+            reason,
+            msg.delivery_count,
+        )
+        raise DeadLetterPending(reason)
     runtime = await get_runtime()
-    await runtime.handler.handle(inbound_from(msg))
+    await runtime.handler.handle(inbound_from(msg, envelope), envelope)

@@ -100,7 +100,10 @@ async def test_poison_message_publishes_given_up_and_lands_in_the_dead_letter_qu
     fresh.emu.inject(Fault.server_busy(retry_after=0, method="PATCH", job_id="sick-job", times=1000))
     await drain(fresh)
     await drain(fresh, "failures")
-    async with running_function(fresh, monkeypatch, BATCH_MAX_ATTEMPTS="1") as host:
+    # Redelivery-only mode (scheduled copies off): the last delivery gives up.
+    async with running_function(
+        fresh, monkeypatch, BATCH_MAX_ATTEMPTS="1", JOB_UPDATES_SCHEDULED_RETRIES="false"
+    ) as host:
         await send(
             fresh, "job-updates", [message({"jobId": "sick-job", "update": {"priority": 1}}, "m-poison")]
         )
@@ -122,6 +125,54 @@ async def test_poison_message_publishes_given_up_and_lands_in_the_dead_letter_qu
     assert dead[0].dead_letter_reason == "MaxDeliveryCountExceeded"
     assert host.invocations == 5  # maxDeliveryCount in Config.json
     assert len([r for r in fresh.emu.requests if r.method == "PATCH"]) == 5
+
+
+async def test_retries_off_the_lock_schedule_copies_then_dead_letter_with_a_reason(
+    fresh: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from handlers.lineage import dead_letter_message_id
+
+    fresh.emu.add_job({"id": "sick-job-2"})
+    fresh.emu.inject(Fault.server_busy(retry_after=0.2, method="PATCH", job_id="sick-job-2", times=1000))
+    await drain(fresh)
+    async with running_function(
+        fresh,
+        monkeypatch,
+        BATCH_MAX_ATTEMPTS="1",
+        JOB_UPDATES_MAX_SCHEDULED_COPIES="3",
+        JOB_UPDATES_OFFLOCK_WAIT_SECONDS="0",
+    ) as host:
+        await send(
+            fresh, "job-updates", [message({"jobId": "sick-job-2", "update": {"priority": 1}}, "m-sick")]
+        )
+        events = await collect(fresh, 1, wait_seconds=40, settle=2)
+        async with (
+            ServiceBusClient.from_connection_string(fresh.connection_string) as client,
+            client.get_queue_receiver(
+                "job-updates", sub_queue=ServiceBusSubQueue.DEAD_LETTER, max_wait_time=10
+            ) as dlq,
+        ):
+            dead = await dlq.receive_messages(max_message_count=10, max_wait_time=10)
+            for item in dead:
+                await dlq.complete_message(item)
+    (event,) = [event_of(e) for e in events]
+    assert event["data"]["outcome"] == "given-up"
+    assert event["data"]["scheduledCopies"] == 3
+    assert event["sourcemessageid"] == "m-sick"  # every copy's event derives from the original
+    (entry,) = dead
+    assert entry.message_id == dead_letter_message_id("m-sick")
+    props = {
+        k.decode() if isinstance(k, bytes) else k: v for k, v in (entry.application_properties or {}).items()
+    }
+    assert props["jobUpdate.originalMessageId"] in ("m-sick", b"m-sick")
+    reason = props["jobUpdate.deadLetterReason"]
+    assert (reason.decode() if isinstance(reason, bytes) else reason) == "ServerBusy"
+    description = props["jobUpdate.deadLetterDescription"]
+    description = description.decode() if isinstance(description, bytes) else description
+    assert "last HTTP 503 ServerBusy; 4 Batch attempts" in description
+    assert entry.dead_letter_reason == "MaxDeliveryCountExceeded"  # the GA trigger's only way in
+    assert len([r for r in fresh.emu.requests if r.method == "PATCH"]) == 4  # original + 3 copies
+    assert host.invocations == 4 + 5  # then the dead-letter copy, abandoned maxDeliveryCount times
 
 
 async def test_unreachable_topic_keeps_the_message_until_the_event_is_published(

@@ -263,14 +263,32 @@ ROWS: tuple[Row, ...] = (
         check=_saw(412),
     ),
     Row(
-        "batch-503-outlasts-budget",
-        "503 on every attempt until the last delivery: given-up, then dead-lettered",
+        "batch-503-outlasts-copies",
+        "503 on every attempt: two scheduled copies, then given-up and dead-lettered with the reason",
         frozenset({"given-up"}),
         arrange=lambda s, ids: s.emu.inject(
             Fault.server_busy(retry_after=0.2, method="PATCH", times=100_000)
         ),
-        settings={"BATCH_RETRY_BUDGET_SECONDS": "1"},
+        settings={"BATCH_RETRY_BUDGET_SECONDS": "1", "JOB_UPDATES_MAX_SCHEDULED_COPIES": "2"},
         check=_all_dead_lettered,
+    ),
+    Row(
+        "batch-503-outlasts-deliveries",
+        "503 on every attempt, copies off: redelivered to the last delivery, given-up, dead-lettered",
+        frozenset({"given-up"}),
+        arrange=lambda s, ids: s.emu.inject(
+            Fault.server_busy(retry_after=0.2, method="PATCH", times=100_000)
+        ),
+        settings={"BATCH_RETRY_BUDGET_SECONDS": "1", "JOB_UPDATES_SCHEDULED_RETRIES": "false"},
+        check=_all_dead_lettered,
+    ),
+    Row(
+        "batch-429-long-retry-after",
+        "429 with Retry-After: 3 s, past the 1 s off-lock threshold: each message waits off the lock",
+        frozenset({"applied"}),
+        arrange=lambda s, ids: s.emu.inject(Fault.throttled(retry_after=3, method="PATCH", times=len(ids))),
+        settings={"JOB_UPDATES_OFFLOCK_WAIT_SECONDS": "1"},
+        check=_saw(429),
     ),
     Row(
         "token-down",

@@ -232,7 +232,16 @@ async def queue_counts(s: Stack) -> tuple[int, list[tuple[str, str | None]]]:
             left = len(await receiver.peek_messages(max_message_count=250))
         async with client.get_queue_receiver(QUEUE, sub_queue=ServiceBusSubQueue.DEAD_LETTER) as receiver:
             dead = [
-                (str(m.message_id), m.dead_letter_reason)
+                (_original_id(m), m.dead_letter_reason)
                 for m in await receiver.peek_messages(max_message_count=250)
             ]
     return left, dead
+
+
+def _original_id(message: Any) -> str:
+    """A dead-letter copy names the message it stands for (handlers/lineage.py)."""
+    props = message.application_properties or {}
+    original = props.get(b"jobUpdate.originalMessageId", props.get("jobUpdate.originalMessageId"))
+    if isinstance(original, bytes):
+        original = original.decode()
+    return str(original or message.message_id)

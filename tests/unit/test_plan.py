@@ -1223,7 +1223,7 @@ def test_echoed_client_request_id_is_reported() -> None:
     [(1, Settle.retry), (MAX_DELIVERIES - 1, Settle.retry), (MAX_DELIVERIES, Settle.give_up)],
 )
 def test_internal_error_takes_the_transient_road(delivery: int, settle: Settle) -> None:
-    done = internal_error(inbound(message(**PRIORITY), delivery=delivery), POLICY, ValueError("boom"))
+    done = internal_error(inbound(message(**PRIORITY), delivery=delivery), POLICY, ValueError("boom"), NOW)
     assert done == Done(
         Result(
             Outcome.given_up,
@@ -1235,7 +1235,7 @@ def test_internal_error_takes_the_transient_road(delivery: int, settle: Settle) 
 
 
 def test_internal_error_for_an_unreadable_body_names_no_job() -> None:
-    done = internal_error(inbound(b"\xff\xfe"), POLICY, KeyError("k"))
+    done = internal_error(inbound(b"\xff\xfe"), POLICY, KeyError("k"), NOW)
     assert done.result.job_id is None
     assert done.result.error == BatchError("InternalError", "KeyError in the job-update function")
 
