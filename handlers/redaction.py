@@ -31,9 +31,9 @@ _BASIC = re.compile(r"(Basic)\s+[A-Za-z0-9+/_-]{6,}={0,2}", re.IGNORECASE)
 # `password=...` / `"accountKey": "..."` / `SharedAccessKey=...` inside free text (Batch error
 # messages echo values; connection strings end up in metadata). A backslash may precede a
 # quote: JSON quoted inside a JSON string.
-_INLINE_SECRET = re.compile(
-    r"((?:password|passwd|pwd|passphrase|secret|accountkey|sharedaccesskey|sharedaccesssignature|saskey"
-    r"|sastoken|privatekey|apikey|signature|sig|token|credential)\\?[\"']?\s*[=:]\s*\\?[\"']?)"
+_INLINE_SECRET = re.compile(  # factored, with a first-letter guard: it runs on every error text
+    r"(?=[acpst])((?:pass(?:word|wd|phrase)|pwd|secret|accountkey|sharedaccess(?:key|signature)"
+    r"|sas(?:key|token)|privatekey|apikey|sig(?:nature)?|token|credential)\\?[\"']?\s*[=:]\s*\\?[\"']?)"
     r"[^\s\"',;&\\]+",
     re.IGNORECASE,
 )
