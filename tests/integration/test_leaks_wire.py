@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from tests.leaks.__main__ import failures
 from tests.leaks.canaries import CanaryReport
 from tests.leaks.report import REFUSED, hostile_leaked, summarise
 from tests.leaks.wire import PROD, PROD_HOST, REDIRECT_STATUSES, WireReport, run_wire
@@ -105,3 +106,4 @@ async def test_the_summary_keeps_its_interface() -> None:
         assert key in summary
     assert summary["hostileEndpointsLeaked"] == summary["redirectLeaks"] == summary["tokensLeaked"] == 0
     assert summary["wireAttempts"] >= len((await wire()).redirects)
+    assert failures(summary) == []  # what `python -m tests.leaks` exits 1 on
