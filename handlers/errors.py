@@ -24,11 +24,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "DeadLetterPending",
     "EndpointError",
     "InvalidMessage",
     "JobUpdateError",
     "Problem",
-    "DeadLetterPending",
     "RetryLater",
     "UsageError",
 ]

@@ -20,8 +20,8 @@ from datetime import UTC, datetime, timedelta
 from handlers.batch_client import BatchClient
 from handlers.errors import RetryLater
 from handlers.events import OutcomeEvent, build_event
-from handlers.outcomes import Result
 from handlers.lineage import Lineage
+from handlers.outcomes import Result
 from handlers.plan import (
     CopyPolicy,
     Done,
@@ -36,8 +36,8 @@ from handlers.plan import (
     next_step,
 )
 from handlers.publisher import Publisher
-from handlers.requeue import Envelope, Requeue
 from handlers.redaction import redact_text
+from handlers.requeue import Envelope, Requeue
 from handlers.settings import Settings
 
 __all__ = ["Inbound", "JobUpdateHandler", "RetryLater", "policy_from"]

@@ -362,7 +362,9 @@ def _transient(job: Job, history: tuple[Exchange, ...]) -> Done:
     last = history[-1]
     result = _result(job, history, Outcome.given_up, last)
     if last.sent.reply is None:  # no attempt got a reply: say why instead
-        result = replace(result, error=BatchError("NoReply", last.sent.failure or "no reply"))
+        # A transport's text may quote what it was sending: scrubbed like Batch's.
+        why = _scrubbed(last.sent.failure or "no reply", _sent_strings(job, last.step.request))
+        result = replace(result, error=BatchError("NoReply", why))
     retry_after = last.sent.reply.retry_after if last.sent.reply is not None else None
     return _give_up_or_retry(result, job.inbound, job.policy, job.now, retry_after)
 
@@ -530,8 +532,7 @@ def _unechoed(error: BatchError | None, job: Job, request: BatchRequest) -> Batc
     back) must not come back to subscribers that way."""
     if error is None:
         return error
-    sent = json.loads(request.body) if request.body else None
-    strings = request_strings(job.update) | request_strings(sent)
+    strings = _sent_strings(job, request)
     return BatchError(
         error.code,
         _scrubbed(error.message, strings),
@@ -539,10 +540,21 @@ def _unechoed(error: BatchError | None, job: Job, request: BatchRequest) -> Batc
     )
 
 
+def _sent_strings(job: Job, request: BatchRequest) -> frozenset[str]:
+    sent = json.loads(request.body) if request.body else None
+    return request_strings(job.update) | request_strings(sent)
+
+
 def _scrubbed(text: str, strings: frozenset[str]) -> str:
-    # Scrubbing costs (strings x text), so a huge echo is cut first; wide enough that no
-    # secret kept in the final 1 KiB can have been split by the first cut.
-    return without_echoes(text[: 16 * _ERROR_TEXT], strings)[:_ERROR_TEXT]
+    # Scrubbing costs (strings x text), so a huge echo is cut first. That cut can split a
+    # request string, leaving a prefix no replacement finds, and replacing long strings
+    # before it can pull that prefix into the final 1 KiB: so after a cut, the tail a split
+    # string could have left is dropped too.
+    cut = text[: 16 * _ERROR_TEXT]
+    scrubbed = without_echoes(cut, strings)
+    if len(cut) < len(text) and strings:
+        scrubbed = scrubbed[: max(0, len(scrubbed) - (max(map(len, strings)) - 1))]
+    return scrubbed[:_ERROR_TEXT]
 
 
 _ERROR_TEXT = 1024  # characters of a Batch error text or value kept for the event

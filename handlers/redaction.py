@@ -17,7 +17,8 @@ REDACTED = "***"
 
 # Field names whose values are secrets wherever they appear.
 _SECRET_KEYS = re.compile(
-    r"(password|secret|accountkey|saskey|sastoken|key$|token|credential|connectionstring|protectedsettings)",
+    r"(password|passwd|pwd|passphrase|secret|accountkey|saskey|sastoken|key$|privatekey|token|credential"
+    r"|connectionstring|protectedsettings|sharedaccess|^sig$|signature)",
     re.IGNORECASE,
 )
 # Environment settings: every value, since producers put secrets there routinely.
@@ -25,10 +26,26 @@ _ENV_LISTS = frozenset({"environmentSettings", "containerRunOptions"})
 # A URL's query may be a SAS token: keep the resource, drop the query, wherever it appears.
 _URL_QUERY = re.compile(r"(https?://[^\s?#\"'<>]+)\?[^\s\"'<>]*", re.IGNORECASE)
 _BEARER = re.compile(r"(Bearer|SharedKey)\s+[^\s\"']+", re.IGNORECASE)
-# `password=...` / `"accountKey": "..."` inside free text (Batch error messages echo values).
-_INLINE_SECRET = re.compile(
-    r"((?:password|secret|accountkey|saskey|sig|token)[\"']?\s*[=:]\s*[\"']?)[^\s\"',;&]+", re.IGNORECASE
+# Basic credentials are base64; requiring that shape leaves prose ("Basic tier") alone.
+_BASIC = re.compile(r"(Basic)\s+[A-Za-z0-9+/_-]{6,}={0,2}", re.IGNORECASE)
+# `password=...` / `"accountKey": "..."` / `SharedAccessKey=...` inside free text (Batch error
+# messages echo values; connection strings end up in metadata). A backslash may precede a
+# quote: JSON quoted inside a JSON string.
+_INLINE_SECRET = re.compile(  # factored, with a first-letter guard: it runs on every error text
+    r"(?=[acpst])((?:pass(?:word|wd|phrase)|pwd|secret|accountkey|sharedaccess(?:key|signature)"
+    r"|sas(?:key|token)|privatekey|apikey|sig(?:nature)?|token|credential)\\?[\"']?\s*[=:]\s*\\?[\"']?)"
+    r"[^\s\"',;&\\]+",
+    re.IGNORECASE,
 )
+# A PEM private key, to its END line (or the end of the text, when cut short).
+_PEM = re.compile(
+    r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)", re.DOTALL
+)
+# A JWT (a bearer token without its scheme): base64url JSON header and payload, then a signature.
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
+# Userinfo in a URL: `scheme://user:password@host`.
+_USERINFO = re.compile(r"(://[^/\s:@\"'<>]+:)[^/\s@\"'<>]+@")
+_INLINE_WORDS = ("pass", "pwd", "secret", "key", "sig", "token", "credential")
 
 
 def redact(value: Any, key: str = "") -> Any:
@@ -64,7 +81,8 @@ def _redact_field(key: str, value: Any) -> Any:
 
 def redact_text(text: str) -> str:
     """Secrets inside a string: embedded JSON (Batch echoes rejected values as JSON
-    text), URL queries (SAS), credentials in headers and `key=value` text."""
+    text), URL queries (SAS) and userinfo, credentials in headers (Bearer, SharedKey,
+    Basic), bare JWTs, PEM private keys and `key=value` text (connection strings)."""
     stripped = text.lstrip()
     if stripped[:1] in ("{", "[") and len(text) <= 1_000_000:
         try:
@@ -73,12 +91,21 @@ def redact_text(text: str) -> str:
             pass
         else:
             return json.dumps(redact(parsed), separators=(",", ":"))
-    if "://" in text and "?" in text:
-        text = _URL_QUERY.sub(lambda m: f"{m.group(1)}?{REDACTED}", text)
+    if "PRIVATE KEY" in text:
+        text = _PEM.sub(f"-----BEGIN PRIVATE KEY-----{REDACTED}-----END PRIVATE KEY-----", text)
+    if "eyJ" in text:
+        text = _JWT.sub(REDACTED, text)
+    if "://" in text:
+        if "?" in text:
+            text = _URL_QUERY.sub(lambda m: f"{m.group(1)}?{REDACTED}", text)
+        if "@" in text:
+            text = _USERINFO.sub(lambda m: f"{m.group(1)}{REDACTED}@", text)
     lowered = text.lower()
     if "bearer" in lowered or "sharedkey" in lowered:
         text = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
-    if any(word in lowered for word in ("password", "secret", "key", "sig", "token")):
+    if "basic" in lowered:
+        text = _BASIC.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+    if any(word in lowered for word in _INLINE_WORDS):
         text = _INLINE_SECRET.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
     return text
 

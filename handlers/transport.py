@@ -75,6 +75,11 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             raise httpx.ReadError(str(exc), request=request) from exc
         except aiohttp.ClientError as exc:
             raise httpx.TransportError(str(exc), request=request) from exc
+        if 300 <= status < 400:
+            # Never followed, but httpx still parses a redirect's Location to offer
+            # `next_request`, and a malformed one raised InvalidURL: a final 3xx became an
+            # internal error and a redelivery. Without it a 3xx is a plain refusal.
+            raw_headers = tuple(item for item in raw_headers if item[0].lower() != b"location")
         return httpx.Response(status, headers=raw_headers, content=body, request=request)
 
     async def aclose(self) -> None:

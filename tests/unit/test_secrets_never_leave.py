@@ -1,138 +1,84 @@
 """Canary secrets in every place a job update can carry one never reach an event or a log.
 
-The canaries ride through the real handler loop (httpx over MockTransport) into every
-outcome that can show message or Batch text: applied (replace), merge, dry run, failed
-with a Batch 400 that echoes the body back, given-up, and rejected.
+The places and the scenarios live in tests/leaks/canaries.py (shared with `python -m
+tests.leaks`): a canary in each secret-bearing property of an auto-pool specification
+(the swagger's `x-ms-secret` ones and the credential-bearing fields beside them) and in
+metadata connection strings, through the real handler loop (httpx over MockTransport)
+into every outcome: applied (replace, merge), dry run (replace, merge), failed (Batch
+echoing the body; a huge echo cut across a secret; a stored job's secrets quoted back),
+precondition-failed, given-up (echo; a transport error quoting the body), a transient
+retry, rejected (a bad field, an endpoint off the list, userinfo, a SAS on jobUrl).
+A leak is any 10 characters of a canary in an event or a log record of any level.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
-from typing import Any
 
-import httpx
 import pytest
 
-from handlers.errors import RetryLater
-from tests.unit.test_handler_loop import MAX_DELIVERIES, Factory, error, inbound, ok
-from tests.unit.test_handler_loop import rig as rig  # the fixture
+import handlers.events
+from tests.leaks.canaries import Scenario, canary, canary_update, leaked_in, run_scenario, scenarios
 
-CANARIES = {
-    "password": "CANARY-pw-1f3a",
-    "ssh": "CANARY-ssh-2b4c",
-    "registry": "CANARY-reg-3c5d",
-    "cifs": "CANARY-cifs-4d6e",
-    "account_key": "CANARY-acctkey-5e7f",
-    "sas": "CANARY-sig-6f80",
-    "env": "CANARY-env-7091",
-    "protected": "CANARY-prot-81a2",
-    "basic": "CANARY-basic-92b3",
-    "cmdline": "CANARY-cmd-a3c4",
-    "pwd": "CANARY-pwd-b4d5",
-    "passphrase": "CANARY-pass-c5e6",
-    "pem": "CANARY-pem-d6f7",
-    "client_secret": "CANARY-cs-e708",
-    "storage_key": "CANARY-sk-f819",
-    "meta_sas": "CANARY-metasas-0a2b",
-    "meta_key": "CANARY-metakey-1b3c",
-}
-C = CANARIES
-POOL = {
-    "vmSize": "standard_d2s_v3",
-    "userAccounts": [
-        {"name": "ops", "password": C["password"], "linuxUserConfiguration": {"sshPrivateKey": C["ssh"]}}
-    ],
-    "virtualMachineConfiguration": {
-        "containerConfiguration": {"containerRegistries": [{"username": "u", "password": C["registry"]}]},
-        "extensions": [{"name": "e", "protectedSettings": {"anything": C["protected"]}}],
-    },
-    "mountConfiguration": [
-        {"cifsMountConfiguration": {"password": C["cifs"]}},
-        {"azureBlobFileSystemConfiguration": {"accountKey": C["account_key"]}},
-    ],
-    "startTask": {
-        "commandLine": f"curl -H 'Authorization: Basic {C['basic']}' && mysql -p{C['cmdline']}",
-        "resourceFiles": [{"httpUrl": f"https://s.blob.core.windows.net/c/f?sv=2024&sig={C['sas']}"}],
-        "environmentSettings": [{"name": "TOKEN", "value": C["env"]}],
-    },
-    "x": {"pwd": C["pwd"], "passphrase": C["passphrase"], "privateKeyPem": C["pem"]},
-    "y": {"clientSecret": C["client_secret"], "storageAccountKey": C["storage_key"]},
-}
-METADATA = [
-    {"name": "sb", "value": f"Endpoint=sb://x.servicebus.windows.net/;SharedAccessKey={C['meta_sas']}"},
-    {"name": "st", "value": f"DefaultEndpointsProtocol=https;AccountName=a;AccountKey={C['meta_key']}"},
-]
-UPDATE = {
-    "poolInfo": {"autoPoolSpecification": {"poolLifetimeOption": "job", "pool": POOL}},
-    "metadata": METADATA,
-}
-JOB_READ = {
-    "id": "job-1",
-    "state": "disabled",
-    "priority": 0,
-    "poolInfo": UPDATE["poolInfo"],
-    "metadata": METADATA,
-}
+SCENARIOS = scenarios()
+# The properties the 2025-06-01 swagger marks `x-ms-secret`, by canary place.
+X_MS_SECRET = ("azureFileShare.accountKey", "blobfuse.accountKey", "blobfuse.sasKey")
 
 
-def echo_400(request: httpx.Request) -> httpx.Response:
-    """Batch's InvalidPropertyValue, echoing the property value back."""
-    body = json.loads(request.content)
-    values = [
-        {"key": "PropertyName", "value": "poolInfo"},
-        {"key": "PropertyValue", "value": json.dumps(body["poolInfo"])},
-        {"key": "Reason", "value": "bad"},
-    ]
-    message = {"lang": "en-US", "value": f"Invalid value {json.dumps(body)}"}
-    content = json.dumps({"code": "InvalidPropertyValue", "message": message, "values": values}).encode()
-    return httpx.Response(400, headers={"request-id": "r"}, content=content)
-
-
-def leaked(text: str) -> list[str]:
-    return [name for name, canary in CANARIES.items() if canary in text]
-
-
-@pytest.mark.parametrize(
-    ("case", "message", "replies", "delivery"),
-    [
-        ("applied-replace", {"update": UPDATE}, [ok()], 1),
-        ("applied-merge", {"mode": "merge", "update": UPDATE}, [ok({**JOB_READ, "metadata": []}), ok()], 1),
-        ("dry-run", {"update": UPDATE, "options": {"dryRun": True}}, [ok({**JOB_READ, "metadata": []})], 1),
-        ("given-up", {"update": UPDATE}, [error(503, "ServerBusy", retry_after="0")] * 6, MAX_DELIVERIES),
-        ("rejected", {"update": {**UPDATE, "priority": "high"}}, [], 1),
-    ],
-)
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])
 async def test_canaries_stay_out_of_events_and_logs(
-    rig: Factory,
-    caplog: pytest.LogCaptureFixture,
-    case: str,
-    message: dict[str, Any],
-    replies: list[httpx.Response],
-    delivery: int,
+    scenario: Scenario, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    r = rig(*replies, BATCH_MAX_ATTEMPTS="6", BATCH_RETRY_BUDGET_SECONDS="5")
-    with contextlib.suppress(RetryLater):  # given-up raises after publishing; the event counts
-        await r.handler.handle(inbound(message, delivery=delivery))
-    assert r.publisher.events, case
-    if case == "applied-replace":  # the canaries are real: the update goes to Batch whole
-        assert leaked(r.batch.seen[0].body.decode()) == list(CANARIES)
-    body = b"".join(e.body for e in r.publisher.events).decode()
-    assert leaked(body) == [], case
-    assert leaked(caplog.text) == [], case
+    result = await run_scenario(scenario)
+    assert result.outcome == scenario.outcome
+    assert result.leaks == []
+    assert [place for place, c in result.canaries.items() if leaked_in(c, caplog.text)] == []
+    if scenario.message.get("mode") != "merge":  # a merge sends only what differs from the job
+        assert result.sent_all  # the canaries are real: what Batch got carried them whole
 
 
-async def test_a_batch_400_echoing_the_body_leaks_nothing(
-    rig: Factory, caplog: pytest.LogCaptureFixture
+def test_every_outcome_and_every_secret_place_is_covered() -> None:
+    outcomes = {s.outcome for s in SCENARIOS}
+    assert outcomes == {
+        "applied",
+        "dry-run",
+        "failed",
+        "precondition-failed",
+        "given-up",
+        "rejected",
+        "transient",
+    }
+    _, places = canary_update()
+    assert set(X_MS_SECRET) <= set(places)
+    for group in (
+        "userAccounts.",
+        "registry.",
+        "cifs.",
+        "nfs.",
+        "resourceFile.",
+        "startTask.",
+        "metadata.",
+        "extension.",
+        "settings.",
+        "identityReference",
+    ):
+        assert any(group in place for place in places), group
+    assert len(set(places.values())) == len(places)  # unique: a leak names its place
+
+
+async def test_the_check_sees_a_leak_when_the_allow_list_of_event_values_is_gone(
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    caplog.set_level(logging.DEBUG)
-    r = rig(echo_400)
-    await r.handler.handle(inbound({"update": UPDATE}))
-    data = json.loads(r.publisher.events[0].body)["data"]
-    assert data["outcome"] == "failed"
-    assert data["error"]["values"]["PropertyName"] == "poolInfo"  # names still help the producer
-    body = r.publisher.events[0].body.decode()
-    assert leaked(body) == []
-    assert leaked(caplog.text) == []
+    # Sensitivity: with the pool shown as sent, the same scenario must report the canaries.
+    monkeypatch.setattr(handlers.events, "public_changes", lambda changes: changes)
+    applied = next(s for s in SCENARIOS if s.name == "applied-replace")
+    result = await run_scenario(applied)
+    leaked = {leak.split(" in ")[0] for leak in result.leaks}
+    assert {"userAccounts.password", "blobfuse.sasKey", "metadata.plain"} <= leaked
+
+
+def test_a_cut_off_prefix_counts_as_a_leak() -> None:
+    secret = canary("x")
+    assert leaked_in(secret, "... " + secret[:12])
+    assert not leaked_in(secret, "... " + secret[:9])
