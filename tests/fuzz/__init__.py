@@ -81,4 +81,3 @@ def run(cases: int, seed: int | None = None) -> dict[str, Any]:
         "seconds": round(time.perf_counter() - started, 2),
         "examples": examples,
     }
-

@@ -30,9 +30,9 @@ import re
 import tempfile
 import time
 import traceback
-from datetime import UTC, datetime
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -49,14 +49,29 @@ from handlers.errors import RetryLater
 from handlers.events import OutcomeData, build_event
 from handlers.handler import JobUpdateHandler, policy_from
 from handlers.outcomes import Outcome, Result
-from handlers.plan import Done, Exchange, Inbound, Job, Policy, Settle, admit, identity_hint, internal_error, next_step
+from handlers.plan import (
+    Done,
+    Exchange,
+    Inbound,
+    Job,
+    Policy,
+    Settle,
+    admit,
+    identity_hint,
+    internal_error,
+    next_step,
+)
 from handlers.settings import Settings
 from handlers.transport import NoCookies
 from handlers.wire import RETRYABLE_STATUS, BatchReply, BatchRequest, Sent, reply_from
 from standins.batch.conditions import parse_conditions
 from standins.batch.errors import BatchServiceError
 from standins.batch.timefmt import parse_rfc1123
-from standins.batch.validation import POOL_SPECIFICATION_UPDATE_PROPERTIES, parse_json_body, validate_job_update
+from standins.batch.validation import (
+    POOL_SPECIFICATION_UPDATE_PROPERTIES,
+    parse_json_body,
+    validate_job_update,
+)
 from tests.fuzz.strategies import ACCOUNT, ENQUEUED, MAX_DELIVERIES, NOW, OTHER, UNLIMITED, Case, Reply
 
 SERVICE_BUS_MAX_BYTES = 256 * 1024
@@ -79,7 +94,9 @@ FUNCTION_POLICY = policy_from(SETTINGS)
 
 def check_policy() -> Policy:
     """The policy `check` builds from the same app settings as the function."""
-    args = argparse.Namespace(allowed_endpoints=None, default_endpoint=None, allow_emulator=False, api_version=None)
+    args = argparse.Namespace(
+        allowed_endpoints=None, default_endpoint=None, allow_emulator=False, api_version=None
+    )
     return policy_from_args(args, {k: str(v) for k, v in ENV.items()})
 
 
@@ -139,7 +156,11 @@ def _free_json_problem(value: Any, depth: int) -> str | None:
     elif isinstance(value, list):
         items = value
     else:
-        if isinstance(value, int | float) and not isinstance(value, bool) and not INT64_MIN <= value <= INT64_MAX:
+        if (
+            isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and not INT64_MIN <= value <= INT64_MAX
+        ):
             return f"pool number {str(value)[:20]} outside Int64"
         return None
     for item in items:
@@ -229,7 +250,7 @@ JOB_B: dict[str, Any] = {
         }
     },
     "networkConfiguration": {
-        "subnetId": "/subscriptions/s/resourceGroups/g/providers/Microsoft.Network/virtualNetworks/v/subnets/n",
+        "subnetId": "/subscriptions/s/resourceGroups/g/providers/p/virtualNetworks/v/subnets/n",
         "skipWithdrawFromVNet": False,
     },
     "metadata": [],
@@ -243,7 +264,16 @@ LAST_MODIFIED = [
     None,
 ]
 RETRY_AFTER = [None, "0", "abc", "NaN", "-5", "inf", "100"]
-GARBAGE_JOBS = [b"<html>", b"[]", b"null", b'"job"', b"[" * 50_000, b'{"id": ', b'{"id":"\xff"}', b"\xef\xbb\xbf{}"]
+GARBAGE_JOBS = [
+    b"<html>",
+    b"[]",
+    b"null",
+    b'"job"',
+    b"[" * 50_000,
+    b'{"id": ',
+    b'{"id":"\xff"}',
+    b"\xef\xbb\xbf{}",
+]
 ODD_ERRORS = [
     b"",
     b"<html>",
@@ -327,7 +357,9 @@ class FakeBatch:
         if kind == "error-odd":
             status = (400, 409, 412, 503, 401)[v % 5]
             return status, error_headers, ODD_ERRORS[v % len(ODD_ERRORS)]
-        code = {"412": "ConditionNotMet", "400": "InvalidPropertyValue", "404": "JobNotFound"}.get(kind, "JobCompleted")
+        code = {"412": "ConditionNotMet", "400": "InvalidPropertyValue", "404": "JobNotFound"}.get(
+            kind, "JobCompleted"
+        )
         return int(kind), error_headers, _error_body(code, f"{code} text", [("Reason", "x")])
 
 
@@ -359,7 +391,9 @@ def simulate_send(batch: FakeBatch, request: BatchRequest, policy: RetryPolicy, 
             return Sent(last, attempts, failure)
 
 
-RETRY = RetryPolicy(max_attempts=SETTINGS.max_attempts, attempt_timeout=5.0, initial_backoff=0.0, max_backoff=0.0)
+RETRY = RetryPolicy(
+    max_attempts=SETTINGS.max_attempts, attempt_timeout=5.0, initial_backoff=0.0, max_backoff=0.0
+)
 
 
 # --- a. and b. through the plan ------------------------------------------------------
@@ -550,7 +584,9 @@ def handler_property(case: Case) -> Findings:
     if isinstance(outcome, RetryLater):
         expected = 1 if last else 0  # given-up is published first on the last delivery
         if len(events) != expected:
-            findings.violations.append(f"RetryLater with {len(events)} events on delivery {case.delivery_count}")
+            findings.violations.append(
+                f"RetryLater with {len(events)} events on delivery {case.delivery_count}"
+            )
     elif isinstance(outcome, BaseException):
         findings.escapes.append(f"handler raised {_describe(outcome)}")
         return findings
@@ -618,7 +654,9 @@ def check_property(case: Case) -> Findings:
             findings.check_disagreements.append(f"check says {verdicts[0]}, the function {function}")
     elif function[0]:
         # Split into several messages (JSON Lines), or none: as one body it must be invalid.
-        findings.check_disagreements.append(f"check read {len(found)} messages from a body the function accepts")
+        findings.check_disagreements.append(
+            f"check read {len(found)} messages from a body the function accepts"
+        )
     return findings
 
 
