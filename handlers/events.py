@@ -26,10 +26,10 @@ DATA_SCHEMA = "https://schemas.batch-job-update.dev/outcome/1.0.json"
 MAX_PROBLEMS = 50
 MAX_EVENT_BYTES = 192 * 1024
 # Past MAX_EVENT_BYTES, each problem's path and text are cut to this many characters:
-# paths carry the message's own field names, and JSON writes a non-ASCII character as
-# 6 bytes, so 50 long unknown names could otherwise outgrow a message (50 x 2 x 256 x 6
-# bytes is 150 KiB at worst).
-MAX_PROBLEM_TEXT = 256
+# they carry the message's own field names, which JSON writes at up to 12 bytes a
+# character (an astral one as a \uXXXX\uXXXX pair), so 50 long names could otherwise
+# outgrow a message. At worst 50 x 2 x 128 x 12 bytes: 150 KiB.
+MAX_PROBLEM_TEXT = 128
 _EVENT_NAMESPACE = uuid.UUID("3b7f4f0e-0a2c-4d9e-8c1a-6f5e2d4b9a17")
 
 

@@ -72,6 +72,19 @@ def test_a_rejection_naming_many_long_fields_still_fits_a_service_bus_message(
     assert all(p["path"].startswith("$.") and p["code"] == "extra_forbidden" for p in data["problems"])
 
 
+def test_repeated_long_astral_names_still_fit() -> None:
+    # The worst case per character: a repeated name is in the path and the message,
+    # each astral character written as a 12-byte surrogate-pair escape.
+    pairs = ",".join(f'"{"😀" * 500}{n % 60}": {n}' for n in range(120))
+    raw = ('{"schemaVersion": "1.0", "jobId": "j", "update": {"priority": 1}, ' + pairs + "}").encode()
+    assert len(raw) <= 256 * 1024
+    done = admit(Inbound(raw, "m-1"), props.FUNCTION_POLICY, NOW)
+    assert isinstance(done, Done)
+    assert {p.code for p in done.result.problems} == {"duplicate_key", "extra_forbidden"}
+    event = build_event(done.result, "m-1", now=NOW)
+    assert len(event.body) <= MAX_EVENT_BYTES
+
+
 def test_short_problems_are_not_cut() -> None:
     done = admit(
         Inbound(b'{"schemaVersion": "1.0", "jobId": "j", "update": {"priorty": 1}}', "m"),
