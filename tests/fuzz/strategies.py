@@ -855,8 +855,10 @@ MUTATIONS: dict[str, Callable[[Draw, Tree], bytes]] = {
     "empty-containers": m_empty_containers,
     "drop-field": m_drop_field,
 }
-# Sizes are bounded (a case stays fast) but pass every limit the contract has.
-_SLOW = {"huge-string", "huge-array", "oversize", "deep-nesting"}
+# Most mutations break the message; these keep it valid (or nearly), so they are drawn
+# more often and the plan's later paths (merge rounds, 412 checks, dry runs) get cases.
+_WEIGHTS = {"valid": 4, "reformat": 2, "conditions": 2, "boundary": 2, "bom": 2}
+WEIGHTED = tuple(name for name in MUTATIONS for _ in range(_WEIGHTS.get(name, 1)))
 
 
 # --- Batch replies ------------------------------------------------------------------
@@ -889,9 +891,7 @@ def replies() -> st.SearchStrategy[tuple[Reply, ...]]:
 # --- Cases --------------------------------------------------------------------------
 
 
-def cases(
-    bodies: tuple[Tree, ...], *, mutations: tuple[str, ...] = tuple(MUTATIONS)
-) -> st.SearchStrategy[Case]:
+def cases(bodies: tuple[Tree, ...], *, mutations: tuple[str, ...] = WEIGHTED) -> st.SearchStrategy[Case]:
     @st.composite
     def case(draw: Draw) -> Case:
         tree = copy.deepcopy(draw(st.sampled_from(bodies)))
