@@ -25,6 +25,11 @@ DATA_SCHEMA = "https://schemas.batch-job-update.dev/outcome/1.0.json"
 # this many problems are listed, and `changes` shrinks to names past this size.
 MAX_PROBLEMS = 50
 MAX_EVENT_BYTES = 192 * 1024
+# Past MAX_EVENT_BYTES, each problem's path and text are cut to this many characters:
+# they carry the message's own field names, which JSON writes at up to 12 bytes a
+# character (an astral one as a \uXXXX\uXXXX pair), so 50 long names could otherwise
+# outgrow a message. At worst 50 x 2 x 128 x 12 bytes: 150 KiB.
+MAX_PROBLEM_TEXT = 128
 _EVENT_NAMESPACE = uuid.UUID("3b7f4f0e-0a2c-4d9e-8c1a-6f5e2d4b9a17")
 
 
@@ -122,7 +127,9 @@ class OutcomeData(_Strict):
     problems: list[EventProblem] | None = None
     changes: dict[str, EventChange] | None = None
     truncated: bool | None = Field(
-        None, description="true when problems were cut to the first 50 or changes to their names (size)"
+        None,
+        description="true when problems were cut to the first 50 (or their texts shortened) or changes to "
+        "their names (size)",
     )
     attempts: int = Field(ge=0)
     scheduled_copies: int | None = Field(
@@ -178,6 +185,10 @@ def event_data(result: Result, duration_ms: float = 0.0) -> dict[str, Any]:
     return data
 
 
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_PROBLEM_TEXT else text[: MAX_PROBLEM_TEXT - 1] + "…"
+
+
 def account_of(endpoint: str | None) -> str | None:
     """`https://acct.region.batch.azure.com` -> `acct` (the emulator's `localhost:port` as is)."""
     if not endpoint:
@@ -216,6 +227,10 @@ def build_event(
         # A huge pool specification: its shape alone could outgrow a Service Bus message,
         # and an event that cannot be sent would leave the message with no outcome.
         data["changes"] = {name: {"to": "<omitted>"} for name in data["changes"]}
+        data["truncated"] = True
+        body = json.dumps(attributes, separators=(",", ":")).encode()
+    if len(body) > MAX_EVENT_BYTES and "problems" in data:
+        data["problems"] = [{k: _cut(v) for k, v in p.items()} for p in data["problems"]]
         data["truncated"] = True
         body = json.dumps(attributes, separators=(",", ":")).encode()
     return OutcomeEvent(

@@ -155,7 +155,10 @@ class BatchError:
         try:
             data = json.loads(body)
             message = data.get("message", {})
-            text = message.get("value", "") if isinstance(message, dict) else str(message)
+            value = message.get("value", "") if isinstance(message, dict) else message
+            # A text, whatever the body holds: `"value": null` or a number must not
+            # break the scrubbing that reads it (an error body is not always Batch's).
+            text = "" if value is None else str(value)
             values = {str(v.get("key")): str(v.get("value")) for v in data.get("values") or []}
             return cls(str(data.get("code") or f"Http{status}"), text, values)
         except (ValueError, AttributeError, TypeError, RecursionError):
