@@ -697,7 +697,7 @@ def identity_property(case: Case) -> Findings:
     inbound = inbound_of(case)
     try:
         job_id, endpoint = identity_hint(case.body)
-        done = internal_error(inbound, FUNCTION_POLICY, ValueError("fuzz"))
+        done = internal_error(inbound, FUNCTION_POLICY, ValueError("fuzz"), NOW)
         build_event(done.result, inbound.key, now=NOW)
     except Exception as exc:
         findings.escapes.append(f"identity: {_describe(exc)}")
