@@ -369,13 +369,17 @@ def _reply(answer: tuple[int, dict[str, str], bytes]) -> BatchReply:
 
 
 def simulate_send(batch: FakeBatch, request: BatchRequest, policy: RetryPolicy, budget: float) -> Sent:
-    """BatchClient.send's retry loop, with time standing still (no backoff is slept)."""
+    """BatchClient.send's retry loop (and BatchAuth's one resend after a 401), with
+    time standing still (no backoff is slept)."""
     attempts = 0
     last: BatchReply | None = None
     failure = "no time left in the budget"
     while True:
         attempts += 1
         got = batch.answer(request.method, request.url, request.headers, request.body)
+        if not isinstance(got, str) and got[0] == 401:
+            # BatchAuth: a 401 fetches a fresh token and resends once, inside the attempt.
+            got = batch.answer(request.method, request.url, request.headers, request.body)
         retry_after: float | None = None
         if isinstance(got, str):
             failure = got
