@@ -121,11 +121,12 @@ async def watch(
 
     async def follow(source: Source) -> None:
         seen: set[int] = set()
-        next_sequence = 0
+        # Sequence numbers start at 1; the SDK reads 0 as "after the last one peeked".
+        next_sequence = 1
         async with source.open(client) as receiver:
             first = True
             while True:
-                start = 0 if source.from_start_each_poll else next_sequence
+                start = 1 if source.from_start_each_poll else next_sequence
                 batch = await _peek_all(receiver, start)
                 for message in batch:
                     sequence = int(message.sequence_number or 0)

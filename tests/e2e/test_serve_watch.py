@@ -155,3 +155,45 @@ def test_watch_without_a_running_serve_says_so_and_exits_2(tmp_path: Path) -> No
     result = _cli("watch", "--state", str(tmp_path / "none.json"), timeout=30)
     assert result.returncode == 2
     assert "start `python -m localrun serve` first" in result.stderr
+
+
+async def test_watch_sees_a_dead_letter_that_sorts_before_one_already_shown() -> None:
+    """Dead letters keep their original sequence numbers on the local broker: the later
+    one dead-lettered first must not hide the earlier one that follows it."""
+    import asyncio
+    import io
+
+    from azure.servicebus import ServiceBusMessage
+    from azure.servicebus.aio import ServiceBusClient
+
+    from localrun.watch import DEAD_LETTER, sources, watch
+    from standins.servicebus import LocalBroker
+
+    with LocalBroker(config=str(ROOT / "standins" / "servicebus" / "Config.json"), port=0) as broker:
+        async with ServiceBusClient.from_connection_string(broker.connection_string) as client:
+            async with client.get_queue_sender("job-updates") as sender:
+                await sender.send_messages([ServiceBusMessage(b"{}", message_id=f"d-{n}") for n in (1, 2)])
+            receiver = client.get_queue_receiver("job-updates", max_wait_time=5)
+            async with receiver:
+                got: list[Any] = []
+                while len(got) < 2:
+                    got += await receiver.receive_messages(max_message_count=2, max_wait_time=5)
+                first, second = sorted(got, key=lambda m: m.sequence_number)
+                await receiver.dead_letter_message(second, reason="by-hand")
+                printed = asyncio.Event()
+
+                class Out(io.StringIO):
+                    def write(self, text: str) -> int:
+                        printed.set()
+                        return super().write(text)
+
+                out = Out()
+                dlq = [s for s in sources("job-updates", "job-outcomes") if s.label == DEAD_LETTER]
+                watching = asyncio.create_task(
+                    watch(client, dlq, new_only=False, count=2, poll_seconds=0.1, as_json=True, out=out)
+                )
+                await asyncio.wait_for(printed.wait(), 30)
+                await receiver.dead_letter_message(first, reason="by-hand")
+                assert await asyncio.wait_for(watching, 30) == 0
+    shown = [json.loads(line)["messageId"] for line in out.getvalue().splitlines()]
+    assert shown == ["d-2", "d-1"]
