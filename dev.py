@@ -2,6 +2,7 @@
 """Developer entry point: needs only Python 3.13 on the PATH.
 
     python3 dev.py local   # run the main job end to end on loopback (no Azure account)
+    python3 dev.py serve   # the stand-ins and the function, up until Ctrl-C (docs/local-run.md)
     python3 dev.py test    # lint, type-check and run every test (what CI runs)
     python3 dev.py reliability   # regenerate docs/reliability.md (fuzz soak, leaks, fault matrix)
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 import venv
@@ -74,13 +76,18 @@ def test(extra: list[str]) -> int:
 
 
 def main() -> int:
-    if len(sys.argv) < 2 or sys.argv[1] not in {"local", "test", "reliability"}:
+    if len(sys.argv) < 2 or sys.argv[1] not in {"local", "serve", "test", "reliability"}:
         print(__doc__)
         return 2
     ensure_venv()
     command, extra = sys.argv[1], sys.argv[2:]
     if command == "local":
         return run(str(PY), "-m", "localrun", *extra)
+    if command == "serve":
+        # Ctrl-C reaches the child too; without this, subprocess.run would kill it
+        # before in-flight messages settle. The child sets its own handlers.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        return run(str(PY), "-m", "localrun", "serve", *extra)
     if command == "reliability":
         return run(str(PY), "-m", "tests.reliability", *extra)
     return test(extra)

@@ -117,6 +117,11 @@ param outcomeTopicName string = 'job-outcomes'
 @maxValue(1000)
 param maximumInstanceCount int = 100
 
+@description('Always-ready instances for the job_update trigger: 1 keeps one instance warm so the first message after a quiet spell does not wait for a cold start; 0 scales to zero (cheapest, slower first message). Each is billed while idle. At most 40.')
+@minValue(0)
+@maxValue(40)
+param alwaysReadyInstanceCount int = 1
+
 @description('Flex Consumption instance memory in MB.')
 @allowed([
   512
@@ -241,6 +246,7 @@ module functionApp 'app/function.bicep' = {
     deploymentContainerName: storage.outputs.deploymentContainerName
     applicationInsightsConnectionString: monitoring.outputs.applicationInsightsConnectionString
     maximumInstanceCount: maximumInstanceCount
+    alwaysReadyInstanceCount: alwaysReadyInstanceCount
     instanceMemoryMB: instanceMemoryMB
     serviceBusFullyQualifiedNamespace: serviceBus.outputs.fullyQualifiedNamespace
     jobUpdatesQueueName: serviceBus.outputs.queueName

@@ -37,70 +37,19 @@ from azure.servicebus.aio import ServiceBusClient
 from azure.servicebus.exceptions import MessageSizeExceededError
 
 from handlers.errors import UsageError
+from localrun.common import (
+    CLIENT_ID,
+    CONFIG,
+    QUEUE,
+    ROOT,
+    SAMPLES,
+    SIGNING_KEY,
+    SUBSCRIPTION,
+    TOPIC,
+    line,
+    seed,
+)
 from localrun.inputs import Outgoing, judge, read_jobs, read_messages
-
-ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / "standins" / "servicebus" / "Config.json"
-SAMPLES = ROOT / "samples"
-QUEUE, TOPIC, SUBSCRIPTION = "job-updates", "job-outcomes", "all-outcomes"
-SIGNING_KEY = b"local-run-token-signing-key-0001"
-CLIENT_ID = "33333333-3333-3333-3333-333333333333"
-POOL = {"vmSize": "standard_d2s_v3", "userAccounts": [{"name": "ops", "password": "example-not-a-secret"}]}
-
-# Jobs the samples refer to, in the states that show each outcome.
-JOBS: list[dict[str, Any]] = [
-    {"id": "nightly-render", "priority": 0},
-    {
-        "id": "etl-daily",
-        "constraints": {"maxWallClockTime": "PT8H", "maxTaskRetryCount": 3},
-        "metadata": [{"name": "owner", "value": "etl"}, {"name": "tier", "value": "gold"}],
-    },
-    {"id": "busy-job", "priority": 0},
-    {"id": "finished-job", "state": "completed"},
-    {
-        "id": "autopool-job",
-        "state": "disabled",
-        "poolInfo": {
-            "autoPoolSpecification": {
-                "autoPoolIdPrefix": "render",
-                "poolLifetimeOption": "job",
-                "keepAlive": False,
-                "pool": POOL,
-            }
-        },
-    },
-]
-
-
-def seed(emu: Any, jobs: list[dict[str, Any]] | None) -> None:
-    """Your jobs exactly as given (state, eTag, lastModified kept), or the sample jobs."""
-    from standins.batch import Fault
-
-    if jobs is not None:
-        for job in jobs:
-            emu.add_job(job)
-        return
-    for job in JOBS:
-        spec = dict(job)
-        state = spec.pop("state", None)
-        emu.add_job(spec)
-        if state:
-            emu.set_job_state(spec["id"], state)
-    # busy-job is throttled three times, with Retry-After: 1.
-    emu.inject(Fault.throttled(retry_after=1, method="PATCH", job_id="busy-job", times=3))
-
-
-def line(event: dict[str, Any], *, with_id: bool = False) -> str:
-    d = event["data"]
-    detail = d.get("error", {}).get("code") or ", ".join(p["path"] for p in d.get("problems", [])) or ""
-    extra = " (already applied)" if d.get("alreadyApplied") else ""
-    changes = ",".join(d.get("changes", {}))
-    # Your own messages: say which one (the samples' ids are their file names).
-    who = f"{event.get('sourcemessageid')!s:<24} " if with_id else ""
-    return (
-        f"  {who}{d['outcome']:<20} job={d.get('jobId')!s:<15} http={d.get('httpStatus')!s:<4} "
-        f"attempts={d['attempts']} {detail}{extra}{'  changes=' + changes if changes else ''}"
-    )
 
 
 def event_line(body: bytes) -> bytes:
@@ -265,9 +214,24 @@ async def _peek(
         return list(await receiver.peek_messages(max_message_count=100))
 
 
+# Subcommands. Without one, the main job, with its options exactly as before (it takes
+# no positional arguments, so a first word of `serve` could never have meant anything).
+SUBCOMMANDS = ("serve", "watch", "fault")
+
+
 def main(argv: list[str] | None = None) -> int:
+    args_given = sys.argv[1:] if argv is None else argv
+    if args_given and args_given[0] in SUBCOMMANDS:
+        import importlib
+
+        command = importlib.import_module(f"localrun.{args_given[0]}")
+        code: int = command.main(args_given[1:])
+        return code
     parser = argparse.ArgumentParser(
-        prog="python -m localrun", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m localrun",
+        description=__doc__,
+        epilog="Also: python -m localrun serve | watch | fault (each with --help); docs/local-run.md.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--timeout", type=float, default=45.0, help="seconds to wait for all events")
     parser.add_argument(
@@ -278,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         "--events-out", type=Path, metavar="FILE", help="write each outcome event as a JSON line"
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log the function's lines too")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(args_given)
     try:
         # Every input is read before anything starts: a bad one costs no run.
         messages = read_messages(args.messages or SAMPLES)

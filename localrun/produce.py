@@ -4,6 +4,7 @@ python -m localrun.produce --connection-string "$SB" --job nightly-render --prio
 python -m localrun.produce --connection-string "$SB" --job j1 --file body.json   # REST body (JsonFilePath)
 python -m localrun.produce --connection-string "$SB" --message samples/dry-run.json
 python -m localrun.produce --namespace mysb.servicebus.windows.net --job j1 --priority 10   # Entra
+python -m localrun.produce --local --job nightly-render --priority 10   # a running `localrun serve`
 
 --message sends the file's bytes as written (a BOM, repeated names, odd whitespace
 included), after the function's own parse says it would accept them. Exit 0 when
@@ -170,9 +171,17 @@ def main(argv: list[str] | None = None) -> int:
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--connection-string", help="Service Bus connection string (the local broker)")
     where.add_argument(
+        "--local",
+        action="store_true",
+        help="the broker of a running `python -m localrun serve` (its connection string from --state)",
+    )
+    where.add_argument(
         "--namespace",
         help="Service Bus namespace host (NAME.servicebus.windows.net), with Entra: DefaultAzureCredential "
         "(needs Azure Service Bus Data Sender on the queue)",
+    )
+    p.add_argument(
+        "--state", type=Path, default=None, help="with --local: the serve state file (.localrun/serve.json)"
     )
     p.add_argument("--queue", default="job-updates")
     p.add_argument("--sessions", action="store_true", help="set session_id = job id (session queues)")
@@ -200,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--message sends the file as written: leave out --job, --file and the update flags")
     if not args.message and not args.job:
         p.error("give --message FILE, or --job with update flags or --file")
+    if args.state is not None and not args.local:
+        p.error("--state goes with --local")
     try:
         # --message: the bytes as written, for the function to judge as they are.
         body = read_bytes(args.message) if args.message else json.dumps(build_message(args)).encode()
@@ -214,11 +225,20 @@ def main(argv: list[str] | None = None) -> int:
         problem = Problem("$.update", "json_invalid", "--file: nested too deeply")
         print(json.dumps({"valid": False, "problems": [problem.as_dict()]}, indent=2))
         return 1
+    target = args.connection_string or args.namespace
+    if args.local:
+        from localrun.serve import STATE, read_state
+
+        try:
+            target = read_state(args.state or STATE)["connectionString"]
+        except UsageError as exc:
+            print(f"{p.prog}: error: {exc}", file=sys.stderr)
+            return 2
     message_id = args.message_id or str(uuid.uuid4())
     try:
         asyncio.run(
             send(
-                args.connection_string or args.namespace,
+                target,
                 args.queue,
                 message,
                 body,

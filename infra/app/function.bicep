@@ -50,6 +50,11 @@ param applicationInsightsConnectionString string
 @maxValue(1000)
 param maximumInstanceCount int = 100
 
+@description('Always-ready instances kept for the job_update trigger (Flex per-function scaling group function:job_update). 0: scale to zero. Each is billed while idle (baseline GB-s, no free grant). At most 40, the lowest maximumInstanceCount, so never above it.')
+@minValue(0)
+@maxValue(40)
+param alwaysReadyInstanceCount int = 1
+
 @description('Memory per instance in MB.')
 @allowed([
   512
@@ -134,6 +139,14 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       scaleAndConcurrency: {
         maximumInstanceCount: maximumInstanceCount
         instanceMemoryMB: instanceMemoryMB
+        // A non-HTTP trigger scales on its own, named `function:<name>` (the name in
+        // function_app.py). Always listed, also with 0, so the value is never implied.
+        alwaysReady: [
+          {
+            name: 'function:job_update'
+            instanceCount: alwaysReadyInstanceCount
+          }
+        ]
       }
       runtime: {
         name: 'python'

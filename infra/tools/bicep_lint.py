@@ -43,6 +43,13 @@ PLATFORM_LIMITS: dict[tuple[str, tuple[str, ...]], tuple[int, int] | frozenset[i
     ("Microsoft.Web/sites", ("properties", "functionAppConfig", "scaleAndConcurrency", "instanceMemoryMB")): (
         frozenset({512, 2048, 4096})
     ),
+    # Always-ready instances per scaling group (`*`: each entry of the array). The
+    # platform caps their sum at maximumInstanceCount; 40 is its lowest accepted value,
+    # so a count up to 40 can never exceed it.
+    (
+        "Microsoft.Web/sites",
+        ("properties", "functionAppConfig", "scaleAndConcurrency", "alwaysReady", "*", "instanceCount"),
+    ): (0, 40),
     ("Microsoft.ServiceBus/namespaces/queues", ("properties", "maxDeliveryCount")): (1, 2000),
     ("Microsoft.ServiceBus/namespaces/topics/subscriptions", ("properties", "maxDeliveryCount")): (1, 2000),
     ("Microsoft.OperationalInsights/workspaces", ("properties", "retentionInDays")): (30, 730),
@@ -68,6 +75,18 @@ def _get(node: Any, path: tuple[str, ...]) -> Any:
             return None
         node = node[key]
     return node
+
+
+def _values(node: Any, path: tuple[str, ...]) -> list[Any]:
+    """Like _get, with `*` standing for every item of a list; missing paths give []."""
+    if not path:
+        return [node]
+    key, rest = path[0], path[1:]
+    if key == "*":
+        return [v for item in node for v in _values(item, rest)] if isinstance(node, list) else []
+    if not isinstance(node, dict) or key not in node:
+        return []
+    return _values(node[key], rest)
 
 
 def _body(entry: dict[str, Any]) -> dict[str, Any]:
@@ -108,23 +127,30 @@ def range_findings(path: Path, parsed: dict[str, Any]) -> list[str]:
         for (rtype, prop), limit in PLATFORM_LIMITS.items():
             if resource["type"] != rtype:
                 continue
-            value = _get(_body(resource), prop)
             where = f"{path.name}: {symbol}.{'.'.join(prop[1:])}"
-            if value is None:
-                continue
-            if isinstance(value, int) and not isinstance(value, bool):
-                if not _inside(frozenset({value}), limit):
-                    found.append(f"range {where} = {value}, outside the platform's {_show(limit)}")
-            elif isinstance(value, str) and value in params:
-                declared = param_range(params[value])
-                if declared is None or not _inside(declared, limit):
-                    found.append(
-                        f"range {where} takes param {value} ({_show(declared)}), "
-                        f"not inside the platform's {_show(limit)}"
-                    )
-            else:
-                found.append(f"range {where} is an expression: its range cannot be verified")
+            for value in _values(_body(resource), prop):
+                found += _value_findings(where, value, limit, params)
     return found
+
+
+def _value_findings(
+    where: str, value: Any, limit: tuple[int, int] | frozenset[int], params: dict[str, Any]
+) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not _inside(frozenset({value}), limit):
+            return [f"range {where} = {value}, outside the platform's {_show(limit)}"]
+        return []
+    if isinstance(value, str) and value in params:
+        declared = param_range(params[value])
+        if declared is None or not _inside(declared, limit):
+            return [
+                f"range {where} takes param {value} ({_show(declared)}), "
+                f"not inside the platform's {_show(limit)}"
+            ]
+        return []
+    return [f"range {where} is an expression: its range cannot be verified"]
 
 
 def _min_azd(azure_yaml: Path) -> tuple[int, ...] | None:

@@ -1,11 +1,16 @@
 """Run the Batch emulator for a local run of the function.
 
     python -m standins.batch --port 8443 --seed jobs.json --token-signing-key "$KEY"
+    python -m standins.batch --fault '503:job=nightly-render,times=always' --admin-port 0
 
-Prints one JSON line (endpoint, CA path, account name and key) on stdout, then
-serves until SIGTERM or SIGINT. Point BATCH_ALLOWED_ENDPOINTS at the endpoint and
-BATCH_CA_BUNDLE at the CA path; give the same signing key to
-`python -m standins.identity` so its tokens are accepted here.
+Prints one JSON line (endpoint, CA path, account name and key, and the admin URL when
+--admin-port is given) on stdout, then serves until SIGTERM or SIGINT. Point
+BATCH_ALLOWED_ENDPOINTS at the endpoint and BATCH_CA_BUNDLE at the CA path; give the
+same signing key to `python -m standins.identity` so its tokens are accepted here.
+
+--fault SPEC (repeatable) queues a fault at start-up; --admin-port serves a loopback
+admin endpoint (emulator only) to add, list and clear faults while it runs. Spec
+syntax and endpoints: standins/batch/admin.py and the README beside it.
 """
 
 from __future__ import annotations
@@ -16,9 +21,19 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from contextlib import ExitStack
 from types import FrameType
 
+from standins.batch.admin import FaultAdmin, parse_fault_spec
 from standins.batch.emulator import BatchEmulator
+from standins.batch.faults import Fault
+
+
+def _fault(spec: str) -> Fault:
+    try:
+        return parse_fault_spec(spec)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -35,6 +50,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--accept-sdk-shared-key-variant",
         action="store_true",
         help="also accept azure-batch 15.1's Shared Key signing quirks (see README)",
+    )
+    parser.add_argument(
+        "--fault",
+        type=_fault,
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="queue a fault at start-up, e.g. '429:job=j1,method=PATCH,times=3,retry-after=2', "
+        "'500:times=2', 'delay:seconds=5', 'reset' (repeatable; in order)",
+    )
+    parser.add_argument(
+        "--admin-port",
+        type=int,
+        metavar="N",
+        help="also serve the fault admin endpoint on 127.0.0.1:N (0: any free port); emulator only",
     )
     return parser.parse_args(argv)
 
@@ -55,15 +85,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         accept_sdk_shared_key_variant=args.accept_sdk_shared_key_variant,
         port=args.port,
     )
-    with emulator:
+    with ExitStack() as running:
+        running.enter_context(emulator)
         if args.seed:
             emulator.seed(args.seed)
+        for fault in args.fault:
+            emulator.inject(fault)
         info = {
             "endpoint": emulator.endpoint,
             "ca_path": emulator.ca_path,
             "account_name": emulator.account_name,
             "account_key": emulator.account_key,
         }
+        if args.admin_port is not None:
+            info["admin"] = running.enter_context(FaultAdmin(emulator, port=args.admin_port)).url
         print(json.dumps(info), flush=True)
         while not stop.wait(0.5):
             pass

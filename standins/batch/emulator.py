@@ -182,6 +182,12 @@ class BatchEmulator(StartStop):
     def pending_faults(self) -> list[Fault]:
         return self._faults.pending()
 
+    def clear_faults(self) -> int:
+        """Drop every pending fault (jobs and the request log stay); how many were pending."""
+        pending = len(self._faults.pending())
+        self._faults.clear()
+        return pending
+
     @property
     def requests(self) -> list[RecordedRequest]:
         return self._log.entries()
