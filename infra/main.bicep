@@ -91,6 +91,9 @@ param jobUpdatesQueueName string = 'job-updates'
 @description('Whether the queue requires sessions. Immutable once the queue exists; must match the trigger.')
 param queueRequiresSession bool = false
 
+@description('Retries off the lock: a transient failure schedules a copy of the message on the queue (needs Data Sender on the queue). Ignored with sessions. JOB_UPDATES_SCHEDULED_RETRIES.')
+param scheduledRetries bool = true
+
 @description('Deliveries before dead-lettering; also JOB_UPDATES_MAX_DELIVERY_COUNT.')
 @minValue(1)
 @maxValue(2000)
@@ -251,6 +254,7 @@ module functionApp 'app/function.bicep' = {
     serviceBusFullyQualifiedNamespace: serviceBus.outputs.fullyQualifiedNamespace
     jobUpdatesQueueName: serviceBus.outputs.queueName
     jobUpdatesSessionsEnabled: queueRequiresSession
+    scheduledRetries: scheduledRetries
     // The SAME parameter as the queue's maxDeliveryCount: the function publishes
     // `given-up` on the last delivery, so both must agree.
     jobUpdatesMaxDeliveryCount: queueMaxDeliveryCount
@@ -279,6 +283,17 @@ module appAccess 'app/access.bicep' = {
     topicName: serviceBus.outputs.topicName
     storageAccountName: storage.outputs.name
     applicationInsightsName: monitoring.outputs.applicationInsightsName
+  }
+}
+
+// Data Sender on the queue, only where retries go off the lock (scheduled copies).
+module queueSender 'app/queue-sender.bicep' = if (scheduledRetries && !queueRequiresSession) {
+  name: 'queue-sender-app'
+  scope: rg
+  params: {
+    principalId: identity.outputs.principalId
+    serviceBusNamespaceName: serviceBus.outputs.name
+    queueName: serviceBus.outputs.queueName
   }
 }
 

@@ -1,7 +1,8 @@
 // Data-plane role assignments inside the app's resource group, each at the
 // narrowest scope that works:
 //   Azure Service Bus Data Receiver  -> the trigger QUEUE (not the namespace)
-//   Azure Service Bus Data Sender    -> the outcome TOPIC (not the namespace)
+//   Azure Service Bus Data Sender    -> the outcome TOPIC (not the namespace); on the
+//                                       QUEUE only through queue-sender.bicep
 //   Storage Blob Data Owner          -> the host storage account (host leases and
 //                                       the deployment container)
 //   Monitoring Metrics Publisher     -> the Application Insights component

@@ -72,6 +72,9 @@ param jobUpdatesQueueName string
 @description('Whether the trigger queue requires sessions.')
 param jobUpdatesSessionsEnabled bool = false
 
+@description('Retries off the lock through scheduled copies on the queue (JOB_UPDATES_SCHEDULED_RETRIES).')
+param scheduledRetries bool = true
+
 @description('The trigger queue\'s maxDeliveryCount (same value as in servicebus.bicep).')
 @minValue(1)
 @maxValue(2000)
@@ -208,6 +211,10 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'JOB_UPDATES_MAX_DELIVERY_COUNT'
           value: string(jobUpdatesMaxDeliveryCount)
+        }
+        {
+          name: 'JOB_UPDATES_SCHEDULED_RETRIES'
+          value: scheduledRetries ? 'true' : 'false'
         }
         {
           name: 'OUTCOME_TOPIC'

@@ -103,6 +103,9 @@ def test_max_delivery_count_setting_is_the_queue_parameter() -> None:
     assert re.search(r"^\s*jobUpdatesMaxDeliveryCount: queueMaxDeliveryCount$", main, re.M)
     assert re.search(r"^\s*jobUpdatesSessionsEnabled: queueRequiresSession$", main, re.M)
     assert re.search(r"^\s*queueRequiresSession: queueRequiresSession$", main, re.M)
+    # The role that lets the function schedule retry copies follows the same switch.
+    assert re.search(r"^\s*scheduledRetries: scheduledRetries$", main, re.M)
+    assert "if (scheduledRetries && !queueRequiresSession)" in main
 
 
 def test_infra_settings_build_a_valid_settings_object() -> None:
@@ -112,6 +115,7 @@ def test_infra_settings_build_a_valid_settings_object() -> None:
         "BATCH_DEFAULT_ENDPOINT": "https://acct.westeurope.batch.azure.com",
         "JOB_UPDATES_MAX_DELIVERY_COUNT": "10",
         "JOB_UPDATES_SESSIONS_ENABLED": "false",
+        "JOB_UPDATES_SCHEDULED_RETRIES": "true",
         "BATCH_RETRY_BUDGET_SECONDS": "60",
         "BATCH_API_VERSION": "2025-06-01",
         "ServiceBusConnection__fullyQualifiedNamespace": "sb-x.servicebus.windows.net",
