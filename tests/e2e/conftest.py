@@ -5,7 +5,6 @@ Both ends use the real azure-servicebus SDK."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -23,6 +22,7 @@ from standins.batch import BatchEmulator
 from standins.functions_host import HostOptions, LocalFunctionsHost
 from standins.identity import TokenEndpoint
 from standins.servicebus import LocalBroker
+from tests.faults.stack import load_function_app
 
 ROOT = Path(__file__).resolve().parents[2]
 SIGNING_KEY = b"e2e-tests-token-signing-key-0001"
@@ -54,18 +54,6 @@ def stack() -> Iterator[Stack]:
 def fresh(stack: Stack) -> Stack:
     stack.emu.reset()
     return stack
-
-
-def load_function_app() -> Any:
-    """A fresh copy of function_app.py, as a new worker process would import it
-    (the FunctionApp can be indexed once per instance)."""
-    spec = importlib.util.spec_from_file_location(
-        f"function_app_{uuid.uuid4().hex}", ROOT / "function_app.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @asynccontextmanager
