@@ -886,6 +886,7 @@ class LocalBroker(StartStop):
         # proton has no public accessor for the bound port; port=0 needs it.
         listener: Any = acceptor._selectable._delegate
         self._port = int(listener.getsockname()[1])
+        handler.port = self._port  # restart() listens again on this port, not on "any free one"
         handler._timer = container.schedule(self.lock_check_interval, handler)
         running = _Running(container, handler, inbox, threading.Thread())
 
@@ -1026,13 +1027,18 @@ class LocalBroker(StartStop):
             else:
                 back.set_result(None)
 
+        cut: Future[None] = Future()
+
         def down(_ns: Namespace) -> None:
             if running.handler.down:
                 raise RuntimeError("the broker is already restarting")
             running.handler.go_down()
+            # proton closes the listening socket on its next loop pass, not within this call
+            running.handler.later(0.0, lambda: cut.set_result(None))
             running.handler.later(down_seconds, up)
 
         self.call(down)
+        cut.result(10.0)
         return back
 
     def _require_running(self) -> _Running:
