@@ -176,6 +176,7 @@ class _BrokerHandler(Handler):
         self.down = False  # between restart()'s drop and the listener coming back
         self._timer: Any = None
         self._later: list[Any] = []
+        self.pending_restarts: list[Future[None]] = []  # failed by shutdown() if still waiting
         self._delivery_ids: dict[Any, int] = {}  # per session: what the SDK numbers deliveries as
 
     # ------------------------------------------------------------------ lifecycle
@@ -775,6 +776,10 @@ class _BrokerHandler(Handler):
         for task in self._later:
             task.cancel()
         self._later.clear()
+        for back in self.pending_restarts:
+            if not back.done():
+                back.set_exception(RuntimeError("the broker was stopped before it came back"))
+        self.pending_restarts.clear()
         if self.acceptor is not None:
             self.acceptor.close()
         for conn in list(self.connections):
@@ -1020,6 +1025,7 @@ class LocalBroker(StartStop):
         back: Future[None] = Future()
 
         def up() -> None:
+            running.handler.pending_restarts.remove(back)
             try:
                 running.handler.come_up()
             except BaseException as exc:
@@ -1033,6 +1039,7 @@ class LocalBroker(StartStop):
             if running.handler.down:
                 raise RuntimeError("the broker is already restarting")
             running.handler.go_down()
+            running.handler.pending_restarts.append(back)
             # proton closes the listening socket on its next loop pass, not within this call
             running.handler.later(0.0, lambda: cut.set_result(None))
             running.handler.later(down_seconds, up)
