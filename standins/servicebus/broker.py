@@ -967,8 +967,9 @@ class LocalBroker(StartStop):
     ) -> None:
         """Make a queue or topic (and its subscriptions) unreachable, or reachable again.
 
-        While unavailable, attaching to it (send, receive, ``$management``) is answered with a
-        detach carrying ``condition`` and existing links to it are detached the same way. The
+        While unavailable, receive and ``$management`` attaches are refused with ``condition``,
+        sender links attach but each transfer is rejected with it, and existing links are
+        detached with it (sender links too, except for ``com.microsoft:server-busy``). The
         default, ``com.microsoft:entity-disabled``, is what the service sends for a disabled
         entity; the SDK raises ``MessagingEntityDisabledError`` after its retries (it is
         retryable). ``amqp:link:detach-forced`` gives ``ServiceBusConnectionError`` instead.
