@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -16,11 +17,48 @@ from azure.functions.meta import Datum
 from azure.functions.servicebus import ServiceBusMessageInConverter
 from azure.servicebus import NEXT_AVAILABLE_SESSION, ServiceBusReceivedMessage
 from azure.servicebus.aio import AutoLockRenewer, ServiceBusClient, ServiceBusReceiver
-from azure.servicebus.exceptions import OperationTimeoutError, ServiceBusError
+from azure.servicebus.exceptions import OperationTimeoutError
 
 log = logging.getLogger("standins.functions_host")
 
 UserFunction = Callable[..., Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class ClientRetryOptions:
+    """host.json ``extensions.serviceBus.clientRetryOptions``, with the host's defaults (those
+    of ServiceBusRetryOptions: exponential, 0.8 s delay, 1 min max delay, 3 retries, 1 min try
+    timeout), mapped onto the Python SDK's client keywords."""
+
+    mode: str = "exponential"
+    delay_seconds: float = 0.8
+    max_delay_seconds: float = 60.0
+    max_retries: int = 3
+    try_timeout_seconds: float = 60.0
+
+    @classmethod
+    def from_host_json(cls, raw: dict[str, Any]) -> ClientRetryOptions:
+        base = cls()
+        return cls(
+            mode=str(raw.get("mode", base.mode)).lower(),
+            delay_seconds=_timespan_seconds(raw["delay"]) if "delay" in raw else base.delay_seconds,
+            max_delay_seconds=(
+                _timespan_seconds(raw["maxDelay"]) if "maxDelay" in raw else base.max_delay_seconds
+            ),
+            max_retries=int(raw.get("maxRetries", base.max_retries)),
+            try_timeout_seconds=(
+                _timespan_seconds(raw["tryTimeout"]) if "tryTimeout" in raw else base.try_timeout_seconds
+            ),
+        )
+
+    def client_kwargs(self) -> dict[str, Any]:
+        return {
+            "retry_mode": self.mode,
+            "retry_total": self.max_retries,
+            "retry_backoff_factor": self.delay_seconds,
+            "retry_backoff_max": self.max_delay_seconds,
+            "try_timeout": self.try_timeout_seconds,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +70,11 @@ class HostOptions:
     max_auto_lock_renewal_seconds: float = 300.0
     session_idle_timeout_seconds: float = 1.0
     receive_wait_seconds: float = 0.5
+    client_retry: ClientRetryOptions = ClientRetryOptions()
+    # After a receiver fails, wait this long before building a new one: doubling from the
+    # first value up to the second, back to the first after a receive succeeds. Short and
+    # bounded, like the host's listener restarts, so a broker restart costs seconds, not minutes.
+    reconnect_backoff_seconds: tuple[float, float] = (0.1, 2.0)
 
     @classmethod
     def from_host_json(cls, path: Path, **overrides: Any) -> HostOptions:
@@ -45,6 +88,7 @@ class HostOptions:
             # How long a session stays with this worker with no message before it is
             # released for the next one (the host's default is one minute).
             "session_idle_timeout_seconds": _timespan_seconds(sb.get("sessionIdleTimeout", "00:01:00")),
+            "client_retry": ClientRetryOptions.from_host_json(sb.get("clientRetryOptions", {})),
         }
         values.update(overrides)
         return cls(**values)
@@ -105,8 +149,51 @@ def _jsonable(props: dict[Any, Any] | None) -> dict[str, Any]:
     return out
 
 
+class _Backoff:
+    """Doubling delays between ``first`` and ``cap``; ``reset()`` after a success."""
+
+    def __init__(self, first: float, cap: float) -> None:
+        self.first, self.cap = first, cap
+        self._next = first
+
+    def next(self) -> float:
+        delay, self._next = self._next, min(self._next * 2, self.cap)
+        return delay
+
+    def reset(self) -> None:
+        self._next = self.first
+
+
+class _Slots:
+    """maxConcurrentCalls across receivers: invocations of a replaced receiver keep their slot
+    until they finish, so a reconnect never raises the concurrency above the limit."""
+
+    def __init__(self, size: int) -> None:
+        self.free = size
+        self._freed = asyncio.Event()
+
+    def take(self) -> None:
+        self.free -= 1
+
+    def give(self) -> None:
+        self.free += 1
+        self._freed.set()
+
+    async def wait(self, seconds: float) -> None:
+        self._freed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._freed.wait(), seconds)
+
+
 class LocalFunctionsHost:
-    """Runs one Service Bus queue-triggered function from a FunctionApp."""
+    """Runs one Service Bus queue-triggered function from a FunctionApp.
+
+    Like the real host's listener it outlives its receivers: any error from a receiver
+    (connection lost, link detached, session lock lost, ...) is logged, the receiver is dropped
+    and a new one built after a short bounded backoff. A message whose lock was lost while the
+    function ran (lock expired, or its receiver went away) fails to settle; that is logged and
+    Service Bus redelivers it, as it does for the real host.
+    """
 
     def __init__(
         self,
@@ -128,14 +215,24 @@ class LocalFunctionsHost:
         self.queue_name = queue_name or resolve_app_setting(binding["queueName"])
         self.user_function: UserFunction = fn.get_user_function()
         self.options = options or HostOptions()
-        self._client = ServiceBusClient.from_connection_string(connection_string)
+        # One client for the host: it holds no connection of its own (each receiver opens its
+        # own), so a broken connection never needs a new client, only a new receiver.
+        self._client = ServiceBusClient.from_connection_string(
+            connection_string, **self.options.client_retry.client_kwargs()
+        )
         self._stop = asyncio.Event()
         self.invocations = 0
         self.failures = 0
+        self.receiver_failures = 0  # receivers dropped and rebuilt after an error
+        self.settle_failures = 0  # completes/abandons that did not reach the broker
+        self.lock_renew_failures = 0  # on_lock_renew_failure callbacks from AutoLockRenewer
 
     async def run(self) -> None:
         """Receive and invoke until `stop()`; returns after in-flight calls settle."""
-        renewer = AutoLockRenewer(max_lock_renewal_duration=self.options.max_auto_lock_renewal_seconds)
+        renewer = AutoLockRenewer(
+            max_lock_renewal_duration=self.options.max_auto_lock_renewal_seconds,
+            on_lock_renew_failure=self._on_lock_renew_failure,
+        )
         try:
             if self.sessions:
                 workers = [self._session_worker(renewer) for _ in range(self.options.max_concurrent_sessions)]
@@ -149,40 +246,94 @@ class LocalFunctionsHost:
     def stop(self) -> None:
         self._stop.set()
 
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but wake at once on stop()."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)
+
+    def _receiver_failed(self, what: str, exc: BaseException, delay: float) -> None:
+        self.receiver_failures += 1
+        log.warning(
+            "%s for %s failed (%s: %s); new receiver in %.1f s",
+            what,
+            self.queue_name,
+            type(exc).__name__,
+            exc,
+            delay,
+        )
+
+    async def _on_lock_renew_failure(self, renewable: object, error: Exception | None) -> None:
+        # Called by AutoLockRenewer when it stops renewing a lock before it is settled. Only
+        # log: the function keeps running, its settle then fails and Service Bus redelivers.
+        try:
+            self.lock_renew_failures += 1
+            what = getattr(renewable, "message_id", None) or getattr(renewable, "session_id", None)
+            log.warning("lock renewal for %s stopped: %r", what, error)
+        except Exception:  # never let a logging problem reach the SDK's renew task
+            log.debug("on_lock_renew_failure failed", exc_info=True)
+
+    # ------------------------------------------------------------------ queue
     async def _queue_worker(self, renewer: AutoLockRenewer) -> None:
-        free = self.options.max_concurrent_calls
-        slot_freed = asyncio.Event()
-        in_flight: set[asyncio.Task[None]] = set()
-
-        def release() -> None:
-            nonlocal free
-            free += 1
-            slot_freed.set()
-
-        async with self._client.get_queue_receiver(self.queue_name, prefetch_count=0) as receiver:
-            while not self._stop.is_set():
-                if free == 0:
-                    slot_freed.clear()
-                    await slot_freed.wait()
-                    continue
-                try:
-                    batch = await receiver.receive_messages(
-                        max_message_count=free, max_wait_time=self.options.receive_wait_seconds
-                    )
-                except (ServiceBusError, OperationTimeoutError):
-                    log.warning("receive failed; retrying", exc_info=True)
-                    await asyncio.sleep(0.2)
-                    continue
-                for message in batch:
-                    free -= 1
-                    task = asyncio.create_task(self._invoke(receiver, renewer, message, release))
-                    in_flight.add(task)
-                    task.add_done_callback(in_flight.discard)
-            if in_flight:
-                await asyncio.gather(*in_flight, return_exceptions=True)
-
-    async def _session_worker(self, renewer: AutoLockRenewer) -> None:
+        slots = _Slots(self.options.max_concurrent_calls)
+        backoff = _Backoff(*self.options.reconnect_backoff_seconds)
+        retiring: set[asyncio.Task[None]] = set()
         while not self._stop.is_set():
+            receiver = self._client.get_queue_receiver(self.queue_name, prefetch_count=0)
+            in_flight: set[asyncio.Task[None]] = set()
+            try:
+                await self._pump_queue(receiver, renewer, slots, in_flight, backoff)
+            except Exception as exc:  # any receive failure: ServiceBusError, or the SDK's others
+                delay = backoff.next()
+                self._receiver_failed("receiver", exc, delay)
+                await self._pause(delay)
+            finally:
+                task = asyncio.create_task(self._retire(receiver, in_flight))
+                retiring.add(task)
+                task.add_done_callback(retiring.discard)
+        if retiring:
+            await asyncio.gather(*retiring, return_exceptions=True)
+
+    async def _pump_queue(
+        self,
+        receiver: ServiceBusReceiver,
+        renewer: AutoLockRenewer,
+        slots: _Slots,
+        in_flight: set[asyncio.Task[None]],
+        backoff: _Backoff,
+    ) -> None:
+        # Open the link up front, with the client's retries: an open left to receive_messages
+        # is bounded by its max_wait_time, shorter than a link takes to attach.
+        await receiver.__aenter__()
+        while not self._stop.is_set():
+            if slots.free <= 0:
+                await slots.wait(self.options.receive_wait_seconds)
+                continue
+            batch = await receiver.receive_messages(
+                max_message_count=slots.free, max_wait_time=self.options.receive_wait_seconds
+            )
+            backoff.reset()
+            link = _link_of(receiver)
+            for message in batch:
+                slots.take()
+                task = asyncio.create_task(self._invoke(receiver, link, renewer, message, slots.give))
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
+
+    @staticmethod
+    async def _retire(receiver: ServiceBusReceiver, in_flight: set[asyncio.Task[None]]) -> None:
+        """Close a receiver once the invocations it started have tried to settle on it."""
+        if in_flight:
+            await asyncio.gather(*list(in_flight), return_exceptions=True)
+        try:
+            await receiver.close()
+        except Exception:  # closing a receiver whose connection is gone may fail; nothing to do
+            log.debug("closing a failed receiver failed", exc_info=True)
+
+    # ------------------------------------------------------------------ sessions
+    async def _session_worker(self, renewer: AutoLockRenewer) -> None:
+        backoff = _Backoff(*self.options.reconnect_backoff_seconds)
+        while not self._stop.is_set():
+            accepted = False
             try:
                 receiver = self._client.get_queue_receiver(
                     self.queue_name,
@@ -194,13 +345,16 @@ class LocalFunctionsHost:
                     if receiver.session.locked_until_utc is None:
                         # No session was granted (the attach timed out): try again.
                         continue
+                    accepted = True
+                    backoff.reset()
                     renewer.register(receiver, receiver.session)
                     await self._drain_session(receiver, renewer)
-            except OperationTimeoutError:
-                continue  # no session available right now
-            except ServiceBusError:
-                log.warning("session receive failed; retrying", exc_info=True)
-                await asyncio.sleep(0.2)
+            except Exception as exc:  # session lock lost, connection lost, link detached, ...
+                if isinstance(exc, OperationTimeoutError) and not accepted:
+                    continue  # no session available right now
+                delay = backoff.next()
+                self._receiver_failed("session receiver", exc, delay)
+                await self._pause(delay)
 
     async def _drain_session(self, receiver: ServiceBusReceiver, renewer: AutoLockRenewer) -> None:
         # One call at a time per session (maxConcurrentCallsPerSession = 1): per-job order.
@@ -210,35 +364,66 @@ class LocalFunctionsHost:
             )
             if not batch:
                 return
-            await self._invoke(receiver, renewer, batch[0], lambda: None)
+            await self._invoke(receiver, _link_of(receiver), renewer, batch[0], lambda: None)
 
+    # ------------------------------------------------------------------ one invocation
     async def _invoke(
         self,
         receiver: ServiceBusReceiver,
+        link: object,
         renewer: AutoLockRenewer,
         message: ServiceBusReceivedMessage,
         done: Callable[[], None],
     ) -> None:
         try:
             if not self.sessions:
-                renewer.register(receiver, message)
+                try:
+                    renewer.register(receiver, message)
+                except Exception as exc:  # e.g. the lock already expired while waiting
+                    log.warning("cannot renew the lock of %s: %s", message.message_id, exc)
             self.invocations += 1
             try:
                 await self.user_function(**{self.arg_name: to_functions_message(message)})
             except Exception as exc:
                 self.failures += 1
                 log.info("Executed 'Functions.%s' (Failed: %s); abandoning", self.function_name, exc)
-                await _settle(receiver.abandon_message, message)
+                await self._settle(receiver, link, receiver.abandon_message, message)
             else:
                 log.debug("Executed 'Functions.%s' (Succeeded)", self.function_name)
-                await _settle(receiver.complete_message, message)
+                await self._settle(receiver, link, receiver.complete_message, message)
         finally:
             done()
 
+    async def _settle(
+        self,
+        receiver: ServiceBusReceiver,
+        link: object,
+        action: Callable[[ServiceBusReceivedMessage], Awaitable[None]],
+        message: ServiceBusReceivedMessage,
+    ) -> None:
+        if _link_of(receiver) is not link:
+            # The receiver reconnected since this message arrived. Its lock belongs to the old
+            # link, and the SDK would send the disposition by delivery id on the NEW link, where
+            # that id may name another message: leave it; its lock lapses and it is redelivered.
+            self.settle_failures += 1
+            log.warning(
+                "not settling message %s: its receiver reconnected since; it will be redelivered",
+                message.message_id,
+            )
+            return
+        try:
+            await action(message)
+        except Exception as exc:  # MessageLockLostError, a closed handler (ValueError), ...
+            self.settle_failures += 1
+            log.warning(
+                "settling message %s failed (%s: %s); it will be redelivered",
+                message.message_id,
+                type(exc).__name__,
+                exc,
+            )
 
-async def _settle(action: Callable[[ServiceBusReceivedMessage], Awaitable[None]], message: Any) -> None:
-    try:
-        await action(message)
-    except ServiceBusError:
-        # Lock lost: the broker will redeliver, as Service Bus does for the real host.
-        log.warning("settling message %s failed; it will be redelivered", message.message_id, exc_info=True)
+
+def _link_of(receiver: ServiceBusReceiver) -> object:
+    """The SDK's AMQP handler behind ``receiver`` (private: the SDK exposes no link identity).
+    A receiver that reconnects gets a new one."""
+    return getattr(receiver, "_handler", None)

@@ -3,7 +3,14 @@
 See README.md in this folder for what it implements and what it leaves out.
 """
 
-from .broker import LocalBroker
-from .config import ConfigError, NamespaceConfig, load_config
+from .broker import EntityOutage, LocalBroker
+from .config import ConfigError, NamespaceConfig, load_config, with_lock_durations
 
-__all__ = ["ConfigError", "LocalBroker", "NamespaceConfig", "load_config"]
+__all__ = [
+    "ConfigError",
+    "EntityOutage",
+    "LocalBroker",
+    "NamespaceConfig",
+    "load_config",
+    "with_lock_durations",
+]

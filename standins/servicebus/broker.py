@@ -30,7 +30,7 @@ from standins import StartStop
 
 from . import mgmt
 from .codec import DecodeError, dotnet_ticks, split_batch
-from .config import NamespaceConfig, load_config
+from .config import NamespaceConfig, load_config, with_lock_durations
 from .entities import EntityError, Ingress, MessageEntity, Namespace, Settle
 
 log = logging.getLogger("standins.servicebus")
@@ -53,10 +53,21 @@ logging.getLogger("proton").addFilter(_QuietDisconnects())
 SESSION_FILTER = "com.microsoft:session-filter"
 LOCKED_UNTIL_UTC = "com.microsoft:locked-until-utc"
 OPERATION_TIMEOUT = "com.microsoft:timeout"
-MAX_MESSAGE_SIZE = 262_144  # Standard tier; advertised so the SDK sizes batches like in Azure
+MAX_MESSAGE_SIZE = 262_144  # Standard tier: advertised on sender links and enforced on transfers
 INCOMING_CREDIT = 100
 DEFAULT_SESSION_WAIT = 60.0
 DEFAULT_CONFIG = Path(__file__).with_name("Config.json")
+_SESSION_LOCK_REFUSALS = frozenset({"com.microsoft:session-cannot-be-locked", OPERATION_TIMEOUT})
+NOT_FOUND_HINT = "To know more visit https://aka.ms/sbResourceMgrExceptions."
+# What the service says with each condition it uses when an entity cannot serve requests.
+OUTAGE_TEXT = {
+    "com.microsoft:server-busy": (
+        "The request was terminated because the entity is being throttled. Error code : 50009. "
+        "Please wait 2 seconds and try again."
+    ),
+    "amqp:internal-error": "The service was unable to process the request; please retry the operation.",
+    "com.microsoft:entity-disabled": "Messaging entity '{name}' is currently disabled.",
+}
 
 
 @dataclass(eq=False)
@@ -132,6 +143,20 @@ def _guarded(fn: Callable[..., None]) -> Callable[..., None]:
     return wrapper
 
 
+class _Later(Handler):
+    """A one-shot reactor timer that runs ``fn`` (proton delivers timers to a handler)."""
+
+    def __init__(self, fn: Callable[[], None]) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def on_timer_task(self, event: Event) -> None:
+        try:
+            self.fn()
+        except Exception:
+            log.exception("local Service Bus broker timer failed")
+
+
 class _BrokerHandler(Handler):
     """Reactor event handler: link routing, CBS, transfers, settlement, management, timers."""
 
@@ -148,7 +173,11 @@ class _BrokerHandler(Handler):
         self.container: Container | None = None
         self.connections: list[Any] = []
         self.stopping = False
+        self.down = False  # between restart()'s drop and the listener coming back
         self._timer: Any = None
+        self._later: list[Any] = []
+        self.pending_restarts: list[Future[None]] = []  # failed by shutdown() if still waiting
+        self._delivery_ids: dict[Any, int] = {}  # per session: what the SDK numbers deliveries as
 
     # ------------------------------------------------------------------ lifecycle
     @_guarded
@@ -168,7 +197,7 @@ class _BrokerHandler(Handler):
     @_guarded
     def on_connection_remote_open(self, event: Event) -> None:
         conn = _req(event.connection)
-        if self.stopping:
+        if self.stopping or self.down:
             conn.close()
             return
         conn.container = f"standins-servicebus-{uuid.uuid4().hex[:8]}"
@@ -197,8 +226,46 @@ class _BrokerHandler(Handler):
     def _drop_connection(self, conn: Any) -> None:
         for state in [s for s in self.links.values() if s.link.connection == conn]:
             self._forget(state)
+        for session in [s for s in self._delivery_ids if s.connection == conn]:
+            del self._delivery_ids[session]
         if conn in self.connections:
             self.connections.remove(conn)
+
+    @staticmethod
+    def _cut(conn: Any) -> None:
+        """Close the socket under ``conn`` without an AMQP close: what a crashed node does."""
+        transport = conn.transport
+        if transport is None:
+            return
+        transport.close_head()
+        transport.close_tail()
+        selectable = getattr(transport, "_selectable", None)
+        if selectable is not None:
+            selectable.terminate()
+            selectable.update()
+
+    def later(self, delay: float, fn: Callable[[], None]) -> None:
+        assert self.container is not None
+        self._later.append(self.container.schedule(delay, _Later(fn)))
+
+    def go_down(self) -> None:
+        """Stop listening and cut every connection; entity state stays (it is durable)."""
+        self.down = True
+        if self.acceptor is not None:
+            self.acceptor.close()
+            self.acceptor = None
+        for conn in list(self.connections):
+            self._drop_connection(conn)
+            self._cut(conn)
+        self.connections.clear()
+
+    def come_up(self) -> None:
+        """Listen again on the same port (SO_REUSEADDR, set by proton, allows it at once)."""
+        assert self.container is not None
+        if self.stopping:
+            return
+        self.acceptor = self.container.acceptor(self.host, str(self.port))
+        self.down = False
 
     # ------------------------------------------------------------------ attach
     @_guarded
@@ -243,10 +310,24 @@ class _BrokerHandler(Handler):
             state.opened = True
 
     def _refuse(self, link: Link, condition: str, description: str) -> None:
-        """Attach, then detach with an error: how the service rejects a link."""
+        """Detach with an error; a link not yet attached is attached first.
+
+        A refused attach (entity not found, unavailable, wrong kind of receiver) is answered
+        with an attach that has neither source nor target, as AMQP 1.0 (2.6.3) prescribes and
+        as the service's AMQP stack does (Microsoft.Azure.Amqp ``CreateAttachForClose``): the
+        SDK then reports the detach's condition (e.g. ``MessagingEntityNotFoundError`` for a
+        sender, not a retried "lost transfer"). Session receivers are the exception: the SDK
+        reads the attach reply as the session lock answer and only raises
+        ``SessionCannotBeLockedError`` / ``OperationTimeoutError`` when the reply echoes the
+        terminus, so those refusals keep it.
+        """
         if not link.state & Endpoint.LOCAL_ACTIVE:
-            link.source.copy(link.remote_source)
-            link.target.copy(link.remote_target)
+            if condition in _SESSION_LOCK_REFUSALS:
+                link.source.copy(link.remote_source)
+                link.target.copy(link.remote_target)
+            else:
+                link.source.type = Terminus.UNSPECIFIED
+                link.target.type = Terminus.UNSPECIFIED
             link.open()
         link.condition = Condition(condition, description)
         link.close()
@@ -282,7 +363,8 @@ class _BrokerHandler(Handler):
         entity = self.ns.entity_for(address)
         ingress = self.ns.ingress_of(entity)
         if not ingress.available:
-            raise EntityError(ingress.unavailable_condition, _unavailable(ingress.name))
+            condition = ingress.unavailable_condition
+            raise EntityError(condition, _unavailable(ingress.name, condition))
         filters = _read_filter(link.remote_source)
         has_session_filter = SESSION_FILTER in filters
         if entity.requires_session and not has_session_filter:
@@ -385,6 +467,20 @@ class _BrokerHandler(Handler):
             if delivery.updated:
                 self._on_outcome(delivery)
             return
+        if link.state & Endpoint.LOCAL_CLOSED:
+            # Frames the client sent before it saw our detach (e.g. the rest of a message that
+            # was too large): drop them.
+            link.recv(delivery.pending)
+            if not delivery.partial:
+                delivery.settle()
+            return
+        if getattr(delivery, "sb_id", None) is None:
+            session = link.session
+            delivery.sb_id = self._delivery_ids.get(session, 0)
+            self._delivery_ids[session] = delivery.sb_id + 1
+        if state is not None and state.kind == "send" and delivery.pending > MAX_MESSAGE_SIZE:
+            self._too_large(state, delivery)
+            return
         if delivery.partial:
             return  # proton buffers multi-frame transfers; wait for the last frame
         if delivery.aborted:
@@ -412,10 +508,24 @@ class _BrokerHandler(Handler):
         if link.credit < INCOMING_CREDIT // 2:
             link.flow(INCOMING_CREDIT - link.credit)
 
+    def _too_large(self, state: _LinkState, delivery: Delivery) -> None:
+        """A transfer past the link's max-message-size closes the link with
+        ``amqp:link:message-size-exceeded``: the service's AMQP stack (Microsoft.Azure.Amqp
+        ``ReceivingAmqpLink.OnProcessTransfer``) throws on the frame that crosses the limit and
+        the link is closed with that error; nothing is stored."""
+        size = delivery.pending
+        self._refuse(
+            state.link,
+            "amqp:link:message-size-exceeded",
+            f"The received message (delivery-id:{delivery.sb_id}, size:{size} bytes) exceeds the limit "
+            f"({MAX_MESSAGE_SIZE} bytes) currently allowed on the link.",
+        )
+
     def _on_send(self, state: _LinkState, delivery: Delivery, payload: bytes) -> None:
         assert state.ingress is not None
         if not state.ingress.available:
-            _reject(delivery, state.ingress.unavailable_condition, _unavailable(state.ingress.name))
+            condition = state.ingress.unavailable_condition
+            _reject(delivery, condition, _unavailable(state.ingress.name, condition))
             return
         try:
             messages = split_batch(payload)
@@ -535,10 +645,18 @@ class _BrokerHandler(Handler):
     def _on_cbs(self, link: Link, payload: bytes) -> None:
         request = Message()
         request.decode(payload)
-        # Tokens are not validated: any key works, as with the emulator's fixed SAS key.
+        # Tokens are not validated: any key works, as with the emulator's fixed SAS key. The
+        # audience is: the service resolves the queue or topic a token names when it is put, and
+        # answers 404 for one that does not exist ("Put token failed. status-code: 404, ... could
+        # not be found"); a missing subscription of an existing topic only fails at attach.
+        properties: dict[str, Any] = dict(request.properties or {})
+        name = str(properties.get("name", ""))
+        status, description = 202, "Accepted"
+        if not self.ns.has_top_level(name):
+            status, description = 404, f"The messaging entity '{name}' could not be found. {NOT_FOUND_HINT}"
         response = Message(
             correlation_id=request.id,
-            properties={"status-code": int32(202), "status-description": "Accepted"},
+            properties={"status-code": int32(status), "status-description": description},
         )
         self._reply(link, "$cbs", response)
 
@@ -567,12 +685,21 @@ class _BrokerHandler(Handler):
                     return s
             return state
 
+        def holds(owner: object | None) -> bool:
+            # A lock belongs to the receive link it was delivered on (or, for deferred messages
+            # received by sequence number, the link that asked): still attached, same connection.
+            if not isinstance(owner, _LinkState):
+                return False
+            registered = self.links.get(getattr(owner.link, "sb_key", -1)) is owner
+            return registered and owner.link.connection == connection
+
         context = mgmt.MgmtContext(
             namespace=self.ns,
             address=state.address,
             now=time.time(),
             session_owner=session_owner,
             receive_owner=receive_owner,
+            holds=holds,
         )
         try:
             self._check_available(state.address)
@@ -598,7 +725,8 @@ class _BrokerHandler(Handler):
     def _check_available(self, address: str) -> None:
         ingress = self._ingress_of_address(address)
         if ingress is not None and not ingress.available:
-            raise EntityError(ingress.unavailable_condition, _unavailable(ingress.name))
+            condition = ingress.unavailable_condition
+            raise EntityError(condition, _unavailable(ingress.name, condition))
 
     # ------------------------------------------------------------------ timers and control
     def tick(self) -> None:
@@ -635,14 +763,23 @@ class _BrokerHandler(Handler):
         for state in list(self.links.values()):
             if state.address == "$cbs":
                 continue
+            if state.kind == "send" and condition == "com.microsoft:server-busy":
+                continue  # a busy entity refuses each transfer; the sender link itself stays
             if self._ingress_of_address(state.address) is ingress:
-                self._refuse(state.link, condition, _unavailable(ingress.name))
+                self._refuse(state.link, condition, _unavailable(ingress.name, condition))
 
     def shutdown(self) -> None:
         """Close everything the reactor owns so that ``run()`` returns and no socket is left."""
         self.stopping = True
         if self._timer is not None:
             self._timer.cancel()
+        for task in self._later:
+            task.cancel()
+        self._later.clear()
+        for back in self.pending_restarts:
+            if not back.done():
+                back.set_exception(RuntimeError("the broker was stopped before it came back"))
+        self.pending_restarts.clear()
         if self.acceptor is not None:
             self.acceptor.close()
         for conn in list(self.connections):
@@ -665,11 +802,9 @@ def _req[T](value: T | None) -> T:
     return value
 
 
-def _unavailable(name: str) -> str:
-    return (
-        f"Messaging entity '{name}' is currently unavailable (set unavailable on the local Service Bus "
-        "stand-in)."
-    )
+def _unavailable(name: str, condition: str) -> str:
+    text = OUTAGE_TEXT.get(condition, "Messaging entity '{name}' is currently unavailable.")
+    return text.format(name=name)
 
 
 def _reject(delivery: Delivery, condition: str, description: str) -> None:
@@ -717,6 +852,9 @@ class LocalBroker(StartStop):
     ``config`` is a path to an emulator-shaped Config.json or an equivalent dict.
     ``lock_check_interval`` is how often (seconds) lock expiry, session lock expiry, TTL and
     scheduled messages are processed; tests make it small so lock expiry is prompt.
+    ``lock_durations`` overrides ``LockDuration`` (seconds) of named queues or
+    ``topic/Subscriptions/sub`` entities, so a test can use the checked-in Config.json with
+    short locks.
     """
 
     def __init__(
@@ -726,8 +864,11 @@ class LocalBroker(StartStop):
         port: int = 0,
         *,
         lock_check_interval: float = 0.1,
+        lock_durations: Mapping[str, float] | None = None,
     ) -> None:
         self.config = config if isinstance(config, NamespaceConfig) else load_config(config)
+        if lock_durations:
+            self.config = with_lock_durations(self.config, lock_durations)
         self.host = host
         self._requested_port = port
         self.lock_check_interval = lock_check_interval
@@ -750,6 +891,7 @@ class LocalBroker(StartStop):
         # proton has no public accessor for the bound port; port=0 needs it.
         listener: Any = acceptor._selectable._delegate
         self._port = int(listener.getsockname()[1])
+        handler.port = self._port  # restart() listens again on this port, not on "any free one"
         handler._timer = container.schedule(self.lock_check_interval, handler)
         running = _Running(container, handler, inbox, threading.Thread())
 
@@ -825,27 +967,143 @@ class LocalBroker(StartStop):
     ) -> None:
         """Make a queue or topic (and its subscriptions) unreachable, or reachable again.
 
-        While unavailable, attaching to it (send, receive, ``$management``) is answered with a
-        detach carrying ``condition`` and existing links to it are detached the same way. The
+        While unavailable, receive and ``$management`` attaches are refused with ``condition``,
+        sender links attach but each transfer is rejected with it, and existing links are
+        detached with it (sender links too, except for ``com.microsoft:server-busy``). The
         default, ``com.microsoft:entity-disabled``, is what the service sends for a disabled
         entity; the SDK raises ``MessagingEntityDisabledError`` after its retries (it is
         retryable). ``amqp:link:detach-forced`` gives ``ServiceBusConnectionError`` instead.
         """
+        running = self._require_running()
+        self.call(lambda _ns: running.handler.set_available(name, available, condition))
+
+    def entity_outage(
+        self, name: str, seconds: float | None = None, *, condition: str = "com.microsoft:server-busy"
+    ) -> EntityOutage:
+        """Make one queue or topic (and its subscriptions) fail for ``seconds`` while the rest
+        of the namespace keeps working; ``seconds=None`` lasts until ``end()`` / the ``with``
+        block ends. Returns at once; the outage has begun when it returns.
+
+        The default condition, ``com.microsoft:server-busy``, is what the service answers when
+        the node serving an entity cannot take requests ("the caller receives a server busy
+        exception and retries after 10 seconds", docs "Asynchronous messaging patterns and high
+        availability"): each send is rejected with it (the sender link stays), receive and
+        ``$management`` links are detached with it and new ones refused. The SDK raises
+        ``ServiceBusServerBusyError`` after its retries, so an outage longer than the retry
+        budget reaches the caller. ``amqp:internal-error`` ("The service was unable to process
+        the request") detaches sender links too; the SDK retries it as well and then raises
+        ``ServiceBusError``.
+        """
+        running = self._require_running()
+        outage = EntityOutage(self, name, condition)
+        self.call(lambda _ns: running.handler.set_available(name, False, condition))
+        if seconds is not None:
+            self.call(lambda _ns: running.handler.later(seconds, outage._end_on_reactor))
+        return outage
+
+    def restart(self, down_seconds: float = 1.0) -> Future[None]:
+        """Simulate a broker restart mid-stream: cut every connection at once (no AMQP close, as
+        when the node serving the namespace goes away), refuse connections for
+        ``down_seconds``, then listen again on the SAME port. Entity state survives, as Service
+        Bus is durable: messages, dead-letter queues, scheduled messages, sequence numbers,
+        session state and duplicate-detection history.
+
+        Locks: a message's lock belongs to the receive link that delivered it, and only that
+        receiver may settle or renew it. When the link's connection is cut the lock is not
+        released early: the message stays locked until its lock expires, then comes back with
+        its delivery count + 1 (or is dead-lettered past MaxDeliveryCount), as after a consumer
+        crash; settling or renewing it through any new link is answered ``message-lock-lost``.
+        Session locks held by cut links are released and their messages come back at once
+        (delivery count + 1), as when a session receiver goes away.
+
+        Returns once the connections are cut; the future completes when the broker listens
+        again (``broker.restart(2).result()`` in sync code,
+        ``await asyncio.wrap_future(broker.restart(2))`` in async code).
+        """
+        running = self._require_running()
+        if down_seconds < 0:
+            raise ValueError("down_seconds must be >= 0")
+        back: Future[None] = Future()
+
+        def up() -> None:
+            running.handler.pending_restarts.remove(back)
+            try:
+                running.handler.come_up()
+            except BaseException as exc:
+                back.set_exception(exc)
+            else:
+                back.set_result(None)
+
+        cut: Future[None] = Future()
+
+        def down(_ns: Namespace) -> None:
+            if running.handler.down:
+                raise RuntimeError("the broker is already restarting")
+            running.handler.go_down()
+            running.handler.pending_restarts.append(back)
+            # proton closes the listening socket on its next loop pass, not within this call
+            running.handler.later(0.0, lambda: cut.set_result(None))
+            running.handler.later(down_seconds, up)
+
+        self.call(down)
+        cut.result(10.0)
+        return back
+
+    def _require_running(self) -> _Running:
         running = self._running
         if running is None:
             raise RuntimeError("broker not started")
-        self.call(lambda _ns: running.handler.set_available(name, available, condition))
+        return running
 
     def message_counts(self, entity: str) -> dict[str, int]:
-        """Active / deferred / dead-lettered counts of a queue or ``topic/Subscriptions/sub``."""
+        """Active (including locked) / deferred / dead-lettered / scheduled counts of a queue
+        or ``topic/Subscriptions/sub`` (scheduled messages of a topic count for each
+        subscription, as they are not routed yet: 0 here)."""
 
         def count(ns: Namespace) -> dict[str, int]:
             target = ns.entity_for(entity)
             assert target.dead_letter is not None
+            queue = ns.queue_ingress(target)
             return {
                 "active": sum(1 for m in target.messages.values() if not m.deferred),
                 "deferred": sum(1 for m in target.messages.values() if m.deferred),
                 "dead_letter": len(target.dead_letter.messages),
+                "scheduled": len(queue.scheduled(0)) if queue is not None else 0,
             }
 
         return dict(self.call(count))
+
+
+class EntityOutage:
+    """An entity outage begun by :meth:`LocalBroker.entity_outage`; ends by itself after its
+    ``seconds``, on ``end()``, or when its ``with`` block ends (whichever comes first)."""
+
+    def __init__(self, broker: LocalBroker, name: str, condition: str) -> None:
+        self._broker = broker
+        self.name = name
+        self.condition = condition
+        self._ended = threading.Event()
+
+    @property
+    def ended(self) -> bool:
+        return self._ended.is_set()
+
+    def _end_on_reactor(self) -> None:
+        running = self._broker._running
+        if running is not None and not self._ended.is_set():
+            self._ended.set()
+            running.handler.set_available(self.name, True, self.condition)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the outage has ended (for a timed one); True if it has."""
+        return self._ended.wait(timeout)
+
+    def end(self) -> None:
+        if self._broker._running is not None and not self._ended.is_set():
+            self._broker.call(lambda _ns: self._end_on_reactor())
+
+    def __enter__(self) -> EntityOutage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.end()

@@ -12,6 +12,7 @@ rule ``Action`` and ``Logging`` are accepted and ignored (see README "Left out")
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Mapping
@@ -189,6 +190,43 @@ def parse_config(document: Mapping[str, Any]) -> NamespaceConfig:
     if duplicates:
         raise ConfigError(f"entity names must be unique (case-insensitive): {sorted(duplicates)}")
     return NamespaceConfig(name=ns_name, queues=queues, topics=tuple(topics))
+
+
+def with_lock_durations(config: NamespaceConfig, lock_durations: Mapping[str, float]) -> NamespaceConfig:
+    """``config`` with ``LockDuration`` replaced for the named queues / ``topic/Subscriptions/sub``.
+
+    Why: tests of lock expiry need locks of a second or two on the entities the function
+    really uses, without keeping a second copy of Config.json. Names match case-insensitively,
+    as entity names do in the service; an unknown name is an error, not a silent no-op.
+    """
+    wanted = {name.lower(): float(seconds) for name, seconds in lock_durations.items()}
+    for name, seconds in wanted.items():
+        if not seconds > 0:
+            raise ConfigError(f"lock duration of {name!r} must be positive, got {seconds!r}")
+    seen: set[str] = set()
+
+    def props(name: str, current: EntityProperties) -> EntityProperties:
+        key = name.lower()
+        if key not in wanted:
+            return current
+        seen.add(key)
+        return dataclasses.replace(current, lock_duration=wanted[key])
+
+    queues = tuple(dataclasses.replace(q, properties=props(q.name, q.properties)) for q in config.queues)
+    topics = tuple(
+        dataclasses.replace(
+            t,
+            subscriptions=tuple(
+                dataclasses.replace(s, properties=props(f"{t.name}/Subscriptions/{s.name}", s.properties))
+                for s in t.subscriptions
+            ),
+        )
+        for t in config.topics
+    )
+    unknown = sorted(set(wanted) - seen)
+    if unknown:
+        raise ConfigError(f"lock_durations names no queue or subscription: {unknown}")
+    return dataclasses.replace(config, queues=queues, topics=topics)
 
 
 def load_config(source: str | Path | Mapping[str, Any]) -> NamespaceConfig:

@@ -49,6 +49,12 @@ class Settle(enum.Enum):
     RELEASE = "release"
 
 
+# x-opt-message-state values (ServiceBusMessageState in the SDK).
+STATE_ACTIVE = 0
+STATE_DEFERRED = 1
+STATE_SCHEDULED = 2
+
+
 @dataclass(eq=False)
 class StoredMessage:
     sequence_number: int
@@ -60,29 +66,58 @@ class StoredMessage:
     lock_token: uuid.UUID | None = None
     locked_until: float | None = None
     owner: object | None = None
-    dead_letter_source: str | None = None
 
     @property
     def session_id(self) -> str | None:
         return self.message.session_id
 
-    def broker_annotations(self) -> dict[str, Any]:
-        """The ``x-opt-*`` annotations the SDK reads on a received message."""
+    def broker_annotations(self, *, with_lock: bool = True) -> dict[str, Any]:
+        """The ``x-opt-*`` annotations the SDK reads on a received message.
+
+        ``with_lock=False`` for peek: the service returns a snapshot in which the lock state
+        of a locked message is not observable (docs: "Message browsing", locked messages).
+        """
         annotations: dict[str, Any] = {
             "x-opt-sequence-number": int(self.sequence_number),
             "x-opt-enqueued-time": ms_timestamp(self.enqueued_at),
-            "x-opt-message-state": 1 if self.deferred else 0,
+            "x-opt-message-state": STATE_DEFERRED if self.deferred else STATE_ACTIVE,
         }
-        if self.locked_until is not None:
+        if with_lock and self.locked_until is not None:
             annotations["x-opt-locked-until"] = ms_timestamp(self.locked_until)
-        if self.lock_token is not None:
+        if with_lock and self.lock_token is not None:
             annotations["x-opt-lock-token"] = self.lock_token
-        if self.dead_letter_source is not None:
-            annotations["x-opt-deadletter-source"] = self.dead_letter_source
         return annotations
 
+    def encode(self, *, with_lock: bool = True) -> bytes:
+        return self.message.encode(
+            delivery_count=self.delivery_count, annotations=self.broker_annotations(with_lock=with_lock)
+        )
+
+
+@dataclass(eq=False)
+class ScheduledMessage:
+    """A message accepted for later enqueue: it has its sequence number already (the one
+    ``schedule_messages`` returns), and peek on a queue shows it with state Scheduled."""
+
+    sequence_number: int
+    message: AmqpMessage
+    due: float
+    accepted_at: float
+
+    @property
+    def session_id(self) -> str | None:
+        return self.message.session_id
+
     def encode(self) -> bytes:
-        return self.message.encode(delivery_count=self.delivery_count, annotations=self.broker_annotations())
+        return self.message.encode(
+            delivery_count=0,
+            annotations={
+                "x-opt-sequence-number": int(self.sequence_number),
+                "x-opt-enqueued-time": ms_timestamp(self.accepted_at),
+                "x-opt-scheduled-enqueue-time": ms_timestamp(self.due),
+                "x-opt-message-state": STATE_SCHEDULED,
+            },
+        )
 
 
 @dataclass(eq=False)
@@ -228,6 +263,9 @@ class MessageEntity:
         return found
 
     def peek(self, from_sequence: int, count: int, *, session_id: str | None = None) -> list[StoredMessage]:
+        """Stored messages from ``from_sequence`` on, in sequence order: active, locked and
+        deferred alike (the service's peek shows all three; dead-lettered ones only on the
+        dead-letter queue)."""
         result = []
         for seq in sorted(self.messages):
             if seq < from_sequence:
@@ -239,6 +277,13 @@ class MessageEntity:
             if len(result) >= count:
                 break
         return result
+
+    def lock_owner(self, token: uuid.UUID) -> object | None:
+        """Who holds the lock ``token`` (the receive link it was delivered on), if anyone."""
+        for stored in self.messages.values():
+            if stored.lock_token == token:
+                return stored.owner
+        return None
 
     # --- settle ------------------------------------------------------------------
     def settle(
@@ -312,7 +357,6 @@ class MessageEntity:
                 enqueued_at=stored.enqueued_at,
                 expires_at=None,
                 delivery_count=stored.delivery_count,
-                dead_letter_source=self.path,
             )
         )
 
@@ -430,7 +474,7 @@ class Ingress:
         self._route = route
         self._next_sequence = 1
         self._seen: dict[str, float] = {}
-        self._scheduled: dict[int, tuple[float, AmqpMessage]] = {}
+        self._scheduled: dict[int, ScheduledMessage] = {}
         self.available = True
         self.unavailable_condition = "com.microsoft:entity-disabled"
 
@@ -472,7 +516,7 @@ class Ingress:
             scheduled = message.annotation("x-opt-scheduled-enqueue-time")
             seq = self._sequence()
             if scheduled is not None and int(scheduled) / 1000.0 > now:
-                self._scheduled[seq] = (int(scheduled) / 1000.0, message)
+                self._scheduled[seq] = ScheduledMessage(seq, message, int(scheduled) / 1000.0, now)
                 continue
             touched |= self._deliver(seq, message, now)
         return touched
@@ -480,8 +524,16 @@ class Ingress:
     def schedule(self, message: AmqpMessage, at: float, now: float) -> int:
         self.check([message])
         seq = self._sequence()
-        self._scheduled[seq] = (at, message)
+        self._scheduled[seq] = ScheduledMessage(seq, message, at, now)
         return seq
+
+    def scheduled(self, from_sequence: int, session_id: str | None = None) -> list[ScheduledMessage]:
+        """Scheduled messages from ``from_sequence`` on, in sequence order (for peek)."""
+        return [
+            item
+            for seq, item in sorted(self._scheduled.items())
+            if seq >= from_sequence and (session_id is None or item.session_id == session_id)
+        ]
 
     def cancel_scheduled(self, sequence_number: int) -> None:
         if self._scheduled.pop(int(sequence_number), None) is None:
@@ -506,10 +558,10 @@ class Ingress:
         return touched
 
     def tick(self, now: float, result: TickResult) -> None:
-        for seq, (due, message) in sorted(self._scheduled.items()):
-            if due <= now:
+        for seq, item in sorted(self._scheduled.items()):
+            if item.due <= now:
                 del self._scheduled[seq]
-                result.available |= self._deliver(seq, message, now)
+                result.available |= self._deliver(seq, item.message, now)
 
 
 @dataclass
@@ -567,6 +619,18 @@ class Namespace:
         path = address.split("://", 1)[1].split("/", 1)[1] if "://" in address else address
         return [p for p in path.strip("/").split("/") if p]
 
+    def has_top_level(self, address: str) -> bool:
+        """Whether the queue or topic an address (or CBS audience) starts with exists; a bare
+        namespace audience (no path) counts as existing."""
+        if "://" in address:
+            rest = address.split("://", 1)[1]
+            address = rest.split("/", 1)[1] if "/" in rest else ""
+        parts = self._segments(address)
+        if not parts:
+            return True
+        key = parts[0].lower()
+        return key in self.queues or key in self.topics
+
     def ingress_for(self, address: str) -> Ingress:
         """The queue or topic a sender link targets."""
         parts = self._segments(address)
@@ -578,7 +642,11 @@ class Namespace:
                 return self.queues[key][1]
             if key in self.topics:
                 return self.topics[key].ingress
-        raise EntityError("amqp:not-found", f"The messaging entity '{address}' could not be found.")
+        raise EntityError(
+            "amqp:not-found",
+            f"The messaging entity '{address}' could not be found. To know more visit "
+            "https://aka.ms/sbResourceMgrExceptions.",
+        )
 
     def entity_for(self, address: str) -> MessageEntity:
         """The queue, subscription or dead-letter sub-queue a receiver (or $management) targets."""
@@ -595,11 +663,22 @@ class Namespace:
             sub = self.topics[parts[0].lower()].subscriptions.get(parts[2].lower())
             entity = sub.entity if sub else None
         if entity is None:
-            raise EntityError("amqp:not-found", f"The messaging entity '{address}' could not be found.")
+            raise EntityError(
+                "amqp:not-found",
+                f"The messaging entity '{address}' could not be found. To know more visit "
+                "https://aka.ms/sbResourceMgrExceptions.",
+            )
         if dead_letter:
             assert entity.dead_letter is not None
             return entity.dead_letter
         return entity
+
+    def queue_ingress(self, entity: MessageEntity) -> Ingress | None:
+        """The queue's own ingress when ``entity`` is a queue (not a subscription or a DLQ)."""
+        if entity.is_dead_letter:
+            return None
+        pair = self.queues.get(entity.path.lower())
+        return pair[1] if pair is not None and pair[0] is entity else None
 
     def ingress_of(self, entity: MessageEntity) -> Ingress:
         """The queue/topic a message entity belongs to (for availability checks)."""

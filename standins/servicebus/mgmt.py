@@ -50,6 +50,10 @@ class MgmtContext:
     session_owner: Callable[[MessageEntity, str], object | None]
     # owner to lock deferred messages for (the associated receive link)
     receive_owner: Callable[[], object]
+    # whether the caller may settle or renew a lock held by ``owner``: only the receiver that
+    # got the message may (the service answers message-lock-lost to any other, and to a lock
+    # whose receive link is gone, e.g. after its connection dropped)
+    holds: Callable[[object | None], bool]
 
 
 def _items(value: Any) -> list[Any]:
@@ -77,7 +81,7 @@ def _timestamps(values: Iterable[float]) -> Array:
 def _encoded_messages(messages: list[StoredMessage], with_lock: bool) -> list[dict[str, Any]]:
     out = []
     for stored in messages:
-        item: dict[str, Any] = {"message": stored.encode()}
+        item: dict[str, Any] = {"message": stored.encode(with_lock=with_lock)}
         if with_lock and stored.lock_token is not None:
             item["lock-token"] = stored.lock_token
         out.append(item)
@@ -105,7 +109,7 @@ def _locked(ctx: MgmtContext, raw: Any) -> tuple[uuid.UUID, MessageEntity]:
     """The entity holding a lock token, or the service's lock-lost error."""
     token = _uuid(raw)
     entity = ctx.namespace.lock_index.get(token)
-    if entity is None:
+    if entity is None or not ctx.holds(entity.lock_owner(token)):
         raise EntityError(
             "com.microsoft:message-lock-lost",
             "The lock supplied is invalid. Either the lock expired, or the message has "
@@ -139,10 +143,18 @@ def peek_message(ctx: MgmtContext, body: dict[str, Any]) -> MgmtResponse:
     entity = ctx.namespace.entity_for(ctx.address)
     start = int(body.get("from-sequence-number") or 0)
     count = int(body.get("message-count") or 1)
-    found = entity.peek(start, count, session_id=_session_id(body))
+    session_id = _session_id(body)
+    stored = entity.peek(start, count, session_id=session_id)
+    found = [(m.sequence_number, m.encode(with_lock=False)) for m in stored]
+    queue = ctx.namespace.queue_ingress(entity)
+    if queue is not None:
+        # Scheduled messages wait in the queue itself (a topic's wait in the topic, so peek on a
+        # subscription does not show them: docs "Message browsing").
+        found = sorted(found + [(m.sequence_number, m.encode()) for m in queue.scheduled(start, session_id)])
+        found = found[:count]
     if not found:
         return MgmtResponse(204, "No Content")
-    return _ok({"messages": _encoded_messages(found, with_lock=False)})
+    return _ok({"messages": [{"message": encoded} for _, encoded in found]})
 
 
 def receive_by_sequence_number(ctx: MgmtContext, body: dict[str, Any]) -> MgmtResponse:

@@ -244,7 +244,8 @@ def test_dead_letter_with_reason_lands_in_dead_letter_queue(client: ServiceBusCl
         assert dead_lettered.message_id == "dl-1"
         assert dead_lettered.dead_letter_reason == "InvalidPayload"
         assert dead_lettered.dead_letter_error_description == "job id missing"
-        assert dead_lettered.dead_letter_source == "t-deadletter"
+        # DeadLetterSource is only set on messages auto-forwarded out of a dead-letter queue.
+        assert dead_lettered.dead_letter_source is None
         dead.complete_message(dead_lettered)
 
 
@@ -521,7 +522,7 @@ async def test_async_client_send_receive_complete(broker: LocalBroker) -> None:
             assert _bodies(received) == ["a1", "a2"]
             for message in received:
                 await receiver.complete_message(message)
-    assert broker.message_counts("t-async") == {"active": 0, "deferred": 0, "dead_letter": 0}
+    assert broker.message_counts("t-async") == {"active": 0, "deferred": 0, "dead_letter": 0, "scheduled": 0}
 
 
 # --------------------------------------------------------------------------- lifecycle
