@@ -72,6 +72,9 @@ class Result:
     # earlier write would also cause). Dry runs: would they hold now.
     conditions_met: bool | None = None
     in_place: bool = False  # the job already held every requested value (nothing to write)
+    # Time this delivery waited for its Batch account under flow control (a slot, a
+    # Retry-After pause); None when flow control is off or nothing was sent.
+    flow_wait_ms: float | None = None
 
 
 # --- Comparing a job with an update ------------------------------------------------

@@ -448,6 +448,7 @@ def _result(
         "mode": job.mode,
         "client_request_id": job.client_request_id,
         "attempts": sum(x.sent.attempts for x in history),
+        "flow_wait_ms": _flow_wait_ms(history),
     }
     if reply is not None:
         ok = reply.ok
@@ -459,6 +460,11 @@ def _result(
         values["last_modified"] = reply.last_modified if ok else None
     values.update(fields)  # one construction: a frozen record is built once
     return Result(outcome, **values)
+
+
+def _flow_wait_ms(history: tuple[Exchange, ...]) -> float | None:
+    waits = [x.sent.flow_wait for x in history if x.sent.flow_wait is not None]
+    return sum(waits) * 1000 if waits else None
 
 
 def _unechoed(error: BatchError | None, job: Job, request: BatchRequest) -> BatchError | None:
