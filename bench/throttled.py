@@ -12,13 +12,15 @@ and N host processes running function_app.py under the local host loop
 the token endpoint, the producer and the subscriber that records every outcome
 event. Modes:
 
+- `calibrate`: the backlog for A with no capacity limit: what the fleet offers
+  (the measured overload is this rate over `--capacity`);
 - `alone`: account B's stream by itself (its reference latency);
 - `flow-on` / `flow-off`: the backlog for A plus B's stream, with
   BATCH_FLOW_CONTROL=true / false (the baseline: each message retries on its own).
 
-"Overload" is what the fleet would send to A without throttling, over A's capacity:
-hosts x maxConcurrentCalls (16) / latency / capacity; `--capacity` defaults to the
-value that makes it `--overload` (2x). Books are reconciled with
+"Overload" is what the fleet sends to A without a limit (`calibrate`) over A's
+capacity; the nominal figure, hosts x maxConcurrentCalls (16) / latency, is higher
+because each message also spends time being received, published and settled. Books are reconciled with
 tests/faults/accounting.py (lost, duplicates, untruthful outcomes, dead letters).
 Prints a table and writes JSON (docs/flow-control.md has the figures).
 """
@@ -60,7 +62,7 @@ CLIENT_ID = "88888888-8888-8888-8888-888888888888"
 QUEUE, TOPIC, SUBSCRIPTION = "job-updates", "job-outcomes", "all-outcomes"
 MAX_DELIVERY_COUNT = 10  # the production default (infra/, JOB_UPDATES_MAX_DELIVERY_COUNT)
 MAX_CONCURRENT_CALLS = 16  # host.json
-MODES = ("alone", "flow-on", "flow-off")
+MODES = ("calibrate", "alone", "flow-on", "flow-off")
 LOG_LINE = re.compile(r"job-update outcome=(\S+) .*messageId=(\S+)")
 
 
@@ -176,7 +178,8 @@ def _message(message_id: str, job_id: str, index: int, endpoint: str) -> Service
 async def run_mode(args: argparse.Namespace, mode: str, work: Path) -> dict[str, Any]:
     backlog = 0 if mode == "alone" else args.messages
     stream_jobs = math.ceil(args.stream_rate * args.max_seconds) + 10
-    emu_a = Emulator.start(work, "acct-a", max(backlog, 1), args.latency_ms, args.capacity)
+    capacity = None if mode == "calibrate" else args.capacity
+    emu_a = Emulator.start(work, "acct-a", max(backlog, 1), args.latency_ms, capacity)
     emu_b = Emulator.start(work, "acct-b", stream_jobs + args.hosts * 4, args.latency_ms, None)
     tokens = TokenEndpoint(signing_key=SIGNING_KEY, client_id=CLIENT_ID).start()
     broker = _spawn(
@@ -199,6 +202,7 @@ async def run_mode(args: argparse.Namespace, mode: str, work: Path) -> dict[str,
         "BATCH_CA_BUNDLE": str(bundle),
         "BATCH_FLOW_CONTROL": "false" if mode == "flow-off" else "true",
     }
+    stream = mode != "calibrate"
     sent: list[SentMessage] = []
     sent_at: dict[str, float] = {}
     hosts: list[subprocess.Popen[str]] = []
@@ -233,6 +237,7 @@ async def run_mode(args: argparse.Namespace, mode: str, work: Path) -> dict[str,
             warm = stream_jobs if mode == "alone" else None
             await _hosts_up(args, sender, sink, sent, emu_b.endpoint, warm_jobs_from=warm)
             started = time.time()
+            cpu_before = _cpu_times()
             deadline = started + args.max_seconds
             stream_until = started + (args.alone_seconds if mode == "alone" else args.max_seconds)
             next_send, index = started, 0
@@ -244,7 +249,7 @@ async def run_mode(args: argparse.Namespace, mode: str, work: Path) -> dict[str,
                 if time.time() >= stream_until and len(done) >= len(sent):
                     break
                 now = time.time()
-                while now < stream_until and next_send <= now and index < stream_jobs:
+                while stream and now < stream_until and next_send <= now and index < stream_jobs:
                     mid, job = f"b-{index}", f"acct-b-{index}"
                     await sender.send_messages(_message(mid, job, index, emu_b.endpoint))
                     sent.append(SentMessage(mid, job, body(job, index)))
@@ -258,6 +263,7 @@ async def run_mode(args: argparse.Namespace, mode: str, work: Path) -> dict[str,
                     break
                 await asyncio.sleep(0.05)
         ended = time.time()
+        busy = _busy(cpu_before, _cpu_times())
         await asyncio.sleep(1.0)  # late duplicates, if any, arrive now
     finally:
         codes = [_stop(h) for h in hosts]
@@ -269,7 +275,7 @@ async def run_mode(args: argparse.Namespace, mode: str, work: Path) -> dict[str,
     tokens.stop()
     record_a, record_b = emu_a.stop(), emu_b.stop()
     deliveries = _deliveries(work, mode, args.hosts)
-    return summarise(
+    result = summarise(
         mode,
         args,
         sent=sent,
@@ -283,6 +289,23 @@ async def run_mode(args: argparse.Namespace, mode: str, work: Path) -> dict[str,
         ended=ended,
         crashed=crashed,
     )
+    result["machineCpuBusy"] = busy
+    return result
+
+
+def _cpu_times() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine (Linux /proc/stat), for the report."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
+def _busy(before: tuple[int, int], after: tuple[int, int]) -> float | None:
+    total = after[1] - before[1]
+    return round((after[0] - before[0]) / total, 2) if total > 0 else None
 
 
 async def _hosts_up(
@@ -398,6 +421,8 @@ def summarise(
             "givenUp": sum(1 for d in a_events if d["outcome"] == "given-up"),
             "lost": sum(1 for m in a_ids if m not in by_id),
             "flowWaitMsP50": _p([d.get("flowWaitMs", 0.0) for d in a_events], 0.5),
+            "flowWaitMsP99": _p([d.get("flowWaitMs", 0.0) for d in a_events], 0.99),
+            "offeredRps": round(len(requests_a) / drain, 1) if drain > 0 else None,
             "timeline": _timeline(requests_a, first),
         }
     if b_ids:
@@ -412,6 +437,7 @@ def summarise(
             "endToEndMsP50": _round(_p(e2e, 0.5)),
             "endToEndMsP99": _round(_p(e2e, 0.99)),
             "deliveriesPerMessage": round(sum(deliveries[m] for m in b_ids) / len(b_ids), 3),
+            "flowWaitMsP99": _p([e["data"].get("flowWaitMs", 0.0) for _, e in b_events], 0.99),
         }
     return out
 
@@ -481,17 +507,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--hosts", type=int, default=4)
     parser.add_argument("--messages", type=int, default=2000, help="backlog for the throttled account")
     parser.add_argument("--latency-ms", type=float, default=500.0, help="Batch's time per request")
-    parser.add_argument("--overload", type=float, default=2.0)
-    parser.add_argument("--capacity", type=float, help="account A's requests/s (default: from --overload)")
+    parser.add_argument("--capacity", type=float, default=32.0, help="account A's requests per second")
     parser.add_argument("--stream-rate", type=float, default=4.0, help="account B's messages per second")
     parser.add_argument("--alone-seconds", type=float, default=20.0, help="length of B's stream alone")
     parser.add_argument("--settle-seconds", type=float, default=10.0, help="convergence time excluded")
     parser.add_argument("--max-seconds", type=float, default=300.0, help="give up on a run after this")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
-    args = parser.parse_args(argv)
-    if args.capacity is None:
-        args.capacity = round(args.hosts * MAX_CONCURRENT_CALLS / (args.latency_ms / 1000) / args.overload, 1)
-    return args
+    return parser.parse_args(argv)
 
 
 @contextlib.contextmanager
@@ -516,6 +538,13 @@ def _brief(result: dict[str, Any]) -> dict[str, Any]:
     return {"throttled": {k: v for k, v in a.items() if k != "timeline"}} if a else {}
 
 
+def _measured_overload(results: Sequence[dict[str, Any]], capacity: float) -> float | None:
+    for r in results:
+        if r["mode"] == "calibrate" and r.get("throttled", {}).get("offeredRps"):
+            return round(float(r["throttled"]["offeredRps"]) / capacity, 2)
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["host"]:
@@ -529,7 +558,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "messages": args.messages,
         "capacityRps": args.capacity,
         "latencyMs": args.latency_ms,
-        "overload": round(args.hosts * MAX_CONCURRENT_CALLS / (args.latency_ms / 1000) / args.capacity, 2),
+        "nominalOverload": round(
+            args.hosts * MAX_CONCURRENT_CALLS / (args.latency_ms / 1000) / args.capacity, 2
+        ),
+        "measuredOverload": _measured_overload(results, args.capacity),
         "streamRate": args.stream_rate,
         "results": results,
     }
