@@ -59,7 +59,7 @@ def test_a_burst_of_429s_from_one_round_cuts_the_limit_once() -> None:
 
 
 def test_retry_after_pauses_the_account_and_only_ever_extends() -> None:
-    state, (a, b, c) = started(FlowState(limit=4), 3)
+    state, (a, b, c) = started(FlowState(limit=8), 3)  # room left after the cut to 4
     state = finish(state, P, a, Signal.throttled, 10.0, retry_after=2.0)
     assert state.paused_until == 12.0
     assert start(state, 11.9) is None and start(state, 12.0) is not None
@@ -73,8 +73,8 @@ def test_success_grows_by_one_per_round_only_while_the_limit_binds() -> None:
     state, tickets = started(FlowState(limit=4), 4)
     for ticket in tickets:
         state = finish(state, P, ticket, Signal.ok, 0.0)
-    # 1/4 + 1/4.25 + ...: about one per round of four, and only the first reply saw it full.
-    assert 4.2 < state.limit < 4.3
+    # increase/limit: only the first reply saw the window full (the rest, one fewer in flight).
+    assert state.limit == 4 + P.increase / 4
     # Two in flight under a limit of ~4: replies say nothing about the limit.
     state, tickets = started(state, 2)
     before = state.limit
@@ -138,7 +138,7 @@ def simulate(
     instances: int, capacity: float, latency: float, seconds: float, initial: float = 16.0
 ) -> tuple[int, int, list[FlowState]]:
     """Each instance always has work (a backlog) and sends as its state allows; one
-    bucket serves all. Returns (2xx, 429 after the first third, final states)."""
+    bucket serves all. Returns (2xx, 429s, both counted after the first third; final states)."""
     clock = [0.0]
     bucket = TokenBucket(capacity, clock=lambda: clock[0])
     params = FlowParams(initial_limit=initial)
@@ -147,42 +147,56 @@ def simulate(
     seq = itertools.count()
     ok = late_429 = 0
     step = 0.01
+
+    def fill(i: int) -> None:
+        nonlocal ok, late_429
+        # At most maxConcurrentCalls (16) messages per instance, whatever the limit.
+        while states[i].in_flight < 16 and (nxt := start(states[i], clock[0])) is not None:
+            ticket, states[i] = states[i].issued, nxt
+            retry_after = bucket.take()
+            if retry_after is None:
+                ok += clock[0] > seconds / 3
+                heapq.heappush(replies, Reply(clock[0] + latency, next(seq), i, ticket, None))
+            else:  # a refusal comes back at once
+                late_429 += clock[0] > seconds / 3
+                heapq.heappush(replies, Reply(clock[0] + 0.005, next(seq), i, ticket, retry_after))
+
     while clock[0] < seconds:
         while replies and replies[0].at <= clock[0]:
             r = heapq.heappop(replies)
             signal = Signal.ok if r.retry_after is None else Signal.throttled
             states[r.instance] = finish(states[r.instance], params, r.ticket, signal, r.at, r.retry_after)
+            fill(r.instance)  # the gate hands a freed slot to the next waiter at once
         for i in range(instances):
-            # At most maxConcurrentCalls (16) messages per instance, whatever the limit.
-            while states[i].in_flight < 16 and (nxt := start(states[i], clock[0])) is not None:
-                ticket, states[i] = states[i].issued, nxt
-                retry_after = bucket.take()
-                if retry_after is None:
-                    ok += 1
-                    heapq.heappush(replies, Reply(clock[0] + latency, next(seq), i, ticket, None))
-                else:  # a refusal comes back at once
-                    late_429 += clock[0] > seconds / 3
-                    heapq.heappush(replies, Reply(clock[0] + 0.005, next(seq), i, ticket, retry_after))
+            fill(i)  # pauses that ended
         clock[0] += step
     return ok, late_429, states
 
 
 @given(
     instances=st.integers(2, 12),
-    overload=st.floats(1.5, 8),
+    overload=st.floats(1.5, 3),
     initial=st.sampled_from([1.0, 4.0, 16.0, 64.0]),
 )
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=12, deadline=None)
 def test_independent_instances_converge_near_capacity(
     instances: int, overload: float, initial: float
 ) -> None:
+    """A fair share of at least 5 concurrent requests per instance (16 / overload)."""
     latency = 0.25
     capacity = instances * 16 / latency / overload  # what 16 per instance would overload
     seconds = 60.0
     ok, late_429, states = simulate(instances, capacity, latency, seconds, initial)
-    goodput = ok / seconds / capacity
-    assert goodput >= 0.85, (goodput, [round(s.limit, 1) for s in states])
+    goodput = ok / (seconds * 2 / 3) / capacity
+    assert goodput >= 0.9, (goodput, [round(s.limit, 1) for s in states])
     assert late_429 <= 0.05 * ok, (late_429, ok)
-    # Fair enough: no instance starves (each holds a share of the window).
-    fair = capacity * latency / instances
-    assert all(s.limit >= min(1.0, fair / 4) for s in states)
+    assert all(s.limit >= 1 for s in states)  # no instance starves
+
+
+def test_more_instances_than_the_account_holds_still_fill_it_but_throttle_more() -> None:
+    """16 instances sharing a window of 16: the floor of one request each is the whole
+    window, so the Retry-After pauses hold the rate (docs/flow-control.md, limits)."""
+    ok, late_429, states = simulate(16, 64, 0.25, 60.0)
+    assert ok / 40 / 64 >= 0.9
+    assert late_429 > 0.05 * ok  # the documented limit: not a target this regime meets
+    assert all(s.limit >= 1 for s in states)
