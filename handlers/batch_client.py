@@ -150,10 +150,13 @@ class BatchClient:
         failure = "no time left in the budget"
         waited = 0.0
         while True:
-            before = time.monotonic()
-            ticket = await gate.acquire(deadline - MIN_ATTEMPT_SECONDS)
             now = time.monotonic()
-            waited += now - before
+            ticket = gate.try_acquire(now)
+            if ticket is None:
+                before = now
+                ticket = await gate.acquire(deadline - MIN_ATTEMPT_SECONDS)
+                now = time.monotonic()
+                waited += now - before
             if ticket is None:
                 if attempts == 0:
                     failure = "no slot for the account within the budget (flow control)"
