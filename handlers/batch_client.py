@@ -18,6 +18,8 @@ import httpx
 from azure.core.exceptions import ClientAuthenticationError
 
 from handlers.auth import BatchAuth
+from handlers.flow import Signal, signal_of
+from handlers.flow_control import AccountGate, FlowControl
 from handlers.transport import AiohttpTransport, NoCookies
 from handlers.wire import RETRYABLE_STATUS, BatchReply, BatchRequest, Sent, reply_from
 
@@ -66,9 +68,12 @@ def make_http_client(
 class BatchClient:
     """Sends BatchRequests; retries transient failures within a time budget."""
 
-    def __init__(self, http: httpx.AsyncClient, policy: RetryPolicy) -> None:
+    def __init__(
+        self, http: httpx.AsyncClient, policy: RetryPolicy, *, flow: FlowControl | None = None
+    ) -> None:
         self._http = http
         self.policy = policy
+        self.flow = flow  # None: flow control off (BATCH_FLOW_CONTROL=false)
 
     async def send_once(self, request: BatchRequest, *, attempt_timeout: float) -> BatchReply | str:
         """One attempt: the reply, or the text of a transport failure."""
@@ -104,9 +109,13 @@ class BatchClient:
         min(attempt timeout, time left), and a wait that would end past the
         deadline is not started. A transient failure that outlasts the retries
         comes back as `Sent(failure=...)`, with the last reply if there was one.
-        A wait longer than `max_wait` is not waited here either: the caller retries
-        off the lock (a scheduled copy) instead.
+        With flow control, each attempt first takes a slot from its account's
+        gate; the time spent waiting for one comes back as `Sent.flow_wait`.
+        A wait longer than `max_wait` (a backoff, a Retry-After, a paused account)
+        is not waited here: the caller retries off the lock (a scheduled copy).
         """
+        if self.flow is not None:
+            return await self._send_gated(request, deadline, self.flow.gate(request.url), max_wait)
         policy = self.policy
         attempts = 0
         last: BatchReply | None = None
@@ -130,6 +139,63 @@ class BatchClient:
                 return Sent(last, attempts, failure)
             if time.monotonic() + wait + MIN_ATTEMPT_SECONDS >= deadline:
                 return Sent(last, attempts, failure)
+            await asyncio.sleep(wait)
+
+    async def _send_gated(
+        self, request: BatchRequest, deadline: float, gate: AccountGate, max_wait: float | None
+    ) -> Sent:
+        """The same loop, each attempt inside a slot of the account's gate.
+
+        A 429/503 with Retry-After pauses the whole account (the gate), so the
+        message waits for it there, like every other message to that account,
+        instead of sleeping on its own; other retries back off as before.
+        """
+        policy = self.policy
+        attempts = 0
+        last: BatchReply | None = None
+        failure = "no time left in the budget"
+        waited = 0.0
+        while True:
+            now = time.monotonic()
+            ticket = gate.try_acquire(now)
+            if ticket is None:
+                before = now
+                until = deadline - MIN_ATTEMPT_SECONDS
+                if max_wait is not None:  # a long pause is waited off the lock instead
+                    until = min(until, now + max_wait)
+                ticket = await gate.acquire(until)
+                now = time.monotonic()
+                waited += now - before
+            if ticket is None:
+                if attempts == 0:
+                    failure = "no slot for the account in time (flow control)"
+                return Sent(last, attempts, failure, waited)
+            remaining = deadline - now
+            attempts += 1
+            signal, retry_after = Signal.neutral, None
+            try:
+                got = await self.send_once(request, attempt_timeout=min(policy.attempt_timeout, remaining))
+                if isinstance(got, BatchReply):
+                    signal, retry_after = signal_of(got.status), got.retry_after
+            finally:  # also on cancellation: a slot must never leak
+                gate.release(ticket, signal, retry_after if signal is Signal.throttled else None)
+            if isinstance(got, BatchReply):
+                if got.status not in RETRYABLE_STATUS:
+                    return Sent(got, attempts, None, waited)
+                last, failure = got, f"HTTP {got.status}"
+            else:
+                failure = got
+            if attempts >= policy.max_attempts:
+                return Sent(last, attempts, failure, waited)
+            if max_wait is not None and retry_after is not None and retry_after > max_wait:
+                return Sent(last, attempts, failure, waited)  # Batch asked for longer: off the lock
+            if signal is Signal.throttled and retry_after is not None:
+                continue  # the gate holds every request to this account until then
+            wait = policy.delay(attempts, retry_after)
+            if max_wait is not None and wait > max_wait:
+                return Sent(last, attempts, failure, waited)
+            if time.monotonic() + wait + MIN_ATTEMPT_SECONDS >= deadline:
+                return Sent(last, attempts, failure, waited)
             await asyncio.sleep(wait)
 
     async def aclose(self) -> None:

@@ -139,6 +139,14 @@ class OutcomeData(_Strict):
         description="Retries off the lock: how many scheduled copies of the message came before this outcome",
     )
     duration_ms: float = Field(alias="durationMs", ge=0)
+    flow_wait_ms: float | None = Field(
+        None,
+        alias="flowWaitMs",
+        ge=0,
+        description="Milliseconds this delivery waited for its Batch account under flow control "
+        "(for a slot, or an account-wide Retry-After pause); part of durationMs. Absent when flow "
+        "control is off or no request was sent",
+    )
 
 
 def outcome_json_schema() -> dict[str, Any]:
@@ -182,6 +190,8 @@ def event_data(result: Result, duration_ms: float = 0.0) -> dict[str, Any]:
     if result.scheduled_copies:
         data["scheduledCopies"] = result.scheduled_copies
     data["durationMs"] = round(duration_ms, 1)
+    if result.flow_wait_ms is not None:
+        data["flowWaitMs"] = round(result.flow_wait_ms, 1)
     return data
 
 

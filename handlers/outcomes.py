@@ -73,6 +73,9 @@ class Result:
     conditions_met: bool | None = None
     in_place: bool = False  # the job already held every requested value (nothing to write)
     scheduled_copies: int = 0  # copies scheduled before this delivery (retries off the lock)
+    # Time this delivery waited for its Batch account under flow control (a slot, a
+    # Retry-After pause); None when flow control is off or nothing was sent.
+    flow_wait_ms: float | None = None
 
 
 # --- Comparing a job with an update ------------------------------------------------

@@ -513,6 +513,7 @@ def _result(
         "client_request_id": job.client_request_id,
         "attempts": sum(x.sent.attempts for x in history),
         "scheduled_copies": job.inbound.copy,
+        "flow_wait_ms": _flow_wait_ms(history),
     }
     if reply is not None:
         ok = reply.ok
@@ -524,6 +525,11 @@ def _result(
         values["last_modified"] = reply.last_modified if ok else None
     values.update(fields)  # one construction: a frozen record is built once
     return Result(outcome, **values)
+
+
+def _flow_wait_ms(history: tuple[Exchange, ...]) -> float | None:
+    waits = [x.sent.flow_wait for x in history if x.sent.flow_wait is not None]
+    return sum(waits) * 1000 if waits else None
 
 
 def _unechoed(error: BatchError | None, job: Job, request: BatchRequest) -> BatchError | None:

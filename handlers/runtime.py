@@ -14,6 +14,7 @@ from azure.servicebus.aio import ServiceBusClient
 
 from handlers.auth import BatchAuth, SharedKey, TokenCache
 from handlers.batch_client import BatchClient, RetryPolicy, make_http_client
+from handlers.flow_control import FlowControl
 from handlers.handler import JobUpdateHandler
 from handlers.publisher import Publisher, ServiceBusPublisher
 from handlers.requeue import Requeue, ServiceBusRequeue
@@ -42,7 +43,7 @@ def make_batch_client(settings: Settings, credential: AsyncTokenCredential | Non
         auth=auth,
     )
     policy = RetryPolicy(max_attempts=settings.max_attempts, attempt_timeout=settings.http_timeout_seconds)
-    return BatchClient(http, policy)
+    return BatchClient(http, policy, flow=FlowControl() if settings.flow_control else None)
 
 
 def make_servicebus_client(settings: Settings, credential: AsyncTokenCredential | None) -> ServiceBusClient:

@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     # One request, connect to last byte; Batch's own server timeout is at most 30 s.
     http_timeout_seconds: float = Field(40.0, gt=0, le=240, alias="BATCH_HTTP_TIMEOUT_SECONDS")
     max_connections: int = Field(100, ge=1, le=1000, alias="BATCH_MAX_CONNECTIONS")
+    # Per-account adaptive concurrency and Retry-After pauses in each instance
+    # (docs/flow-control.md). false: each message retries on its own, as before.
+    flow_control: bool = Field(True, alias="BATCH_FLOW_CONTROL")
 
     @field_validator("allowed_endpoints", mode="before")
     @classmethod

@@ -236,9 +236,12 @@ class Sent:
     """How sending one request ended, after the client's retries.
 
     `reply` is the last reply (None when no attempt got one); `failure` says why the
-    client stopped on a transient failure (None when `reply` is final).
+    client stopped on a transient failure (None when `reply` is final). `flow_wait`:
+    seconds spent waiting for the account under flow control (a slot, a pause);
+    None when flow control is off.
     """
 
     reply: BatchReply | None
     attempts: int
     failure: str | None = None
+    flow_wait: float | None = None

@@ -66,6 +66,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="N",
         help="also serve the fault admin endpoint on 127.0.0.1:N (0: any free port); emulator only",
     )
+    parser.add_argument(
+        "--capacity-rps",
+        type=float,
+        help="the account's request capacity per second; past it 429 TooManyRequests with Retry-After",
+    )
+    parser.add_argument("--capacity-burst", type=float, help="token bucket size (default: 1 s worth)")
+    parser.add_argument(
+        "--latency-ms", type=float, default=0.0, help="time the service takes over each admitted request"
+    )
+    parser.add_argument(
+        "--record",
+        help="on shutdown, write the request log and the seeded jobs here as JSON (load tests)",
+    )
     return parser.parse_args(argv)
 
 
@@ -84,11 +97,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         token_signing_key=args.token_signing_key.encode() if args.token_signing_key else None,
         accept_sdk_shared_key_variant=args.accept_sdk_shared_key_variant,
         port=args.port,
+        capacity_rps=args.capacity_rps,
+        capacity_burst=args.capacity_burst,
+        latency_seconds=args.latency_ms / 1000,
     )
+    seeded: list[str] = []
     with ExitStack() as running:
         running.enter_context(emulator)
         if args.seed:
-            emulator.seed(args.seed)
+            seeded = [job["id"] for job in emulator.seed(args.seed)]
         for fault in args.fault:
             emulator.inject(fault)
         info = {
@@ -102,7 +119,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(info), flush=True)
         while not stop.wait(0.5):
             pass
+        if args.record:
+            write_record(emulator, seeded, args.record)
     return 0
+
+
+def write_record(emulator: BatchEmulator, job_ids: Sequence[str], path: str) -> None:
+    """What a load test reconciles against: every request, and each job's end state."""
+    requests = [
+        {
+            "at": r.received_at.timestamp(),
+            "method": r.method,
+            "jobId": r.job_id,
+            "clientRequestId": r.headers.get("client-request-id"),
+            "status": r.status,
+        }
+        for r in emulator.requests
+    ]
+    jobs = {job_id: emulator.job(job_id) for job_id in job_ids}
+    with open(path, "w", encoding="utf-8") as out:
+        json.dump({"requests": requests, "jobs": jobs}, out)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from aiohttp import web
 
 from standins import LoopThread, StartStop
 from standins.batch.auth import AuthSettings
+from standins.batch.capacity import TokenBucket
 from standins.batch.faults import Fault, FaultQueue
 from standins.batch.recording import RecordedRequest, RequestLog
 from standins.batch.service import SUPPORTED_API_VERSIONS, BatchService, ServiceSettings
@@ -48,6 +49,9 @@ class BatchEmulator(StartStop):
         max_clock_skew: timedelta = timedelta(minutes=15),
         supported_api_versions: Iterable[str] = SUPPORTED_API_VERSIONS,
         max_body_bytes: int = 1024 * 1024,
+        capacity_rps: float | None = None,
+        capacity_burst: float | None = None,
+        latency_seconds: float = 0.0,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -56,6 +60,11 @@ class BatchEmulator(StartStop):
         `accept_sdk_shared_key_variant` also accepts what azure-batch 15.1 signs where
         it departs from the documented algorithm (see auth.py); off by default so a
         client that follows the SDK's quirks is caught.
+
+        `capacity_rps`: the account's request rate; past it (a token bucket holding
+        `capacity_burst` requests, default one second's worth) requests get 429
+        TooManyRequests with Retry-After (capacity.py). None: unlimited.
+        `latency_seconds`: how long the service takes over each admitted request.
         """
         self.account_name = account_name
         self.account_key = account_key or base64.b64encode(secrets.token_bytes(64)).decode()
@@ -72,7 +81,9 @@ class BatchEmulator(StartStop):
             ),
             supported_api_versions=tuple(supported_api_versions),
             max_body_bytes=max_body_bytes,
+            latency_seconds=latency_seconds,
         )
+        self.capacity = TokenBucket(capacity_rps, capacity_burst) if capacity_rps is not None else None
         self._host = host
         self._requested_port = port
         self._port: int | None = None
@@ -94,7 +105,9 @@ class BatchEmulator(StartStop):
         self._ca.cert_pem.write_to_path(str(self._tls_dir / "ca.pem"))
         server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self._ca.issue_cert("localhost", "127.0.0.1").configure_cert(server_context)
-        service = BatchService(self._settings, self._store, self._faults, self._log, lambda: self.endpoint)
+        service = BatchService(
+            self._settings, self._store, self._faults, self._log, lambda: self.endpoint, self.capacity
+        )
         self._loop_thread.start()
         self._loop_thread.run(self._start_site(service.build_app(), server_context))
         return self

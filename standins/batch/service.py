@@ -26,6 +26,7 @@ from typing import Any
 from aiohttp import web
 
 from standins.batch.auth import AuthSettings, Principal, authenticate, redact_authorization
+from standins.batch.capacity import TokenBucket
 from standins.batch.conditions import Outcome, parse_conditions
 from standins.batch.errors import BatchServiceError, error_response, invalid_header
 from standins.batch.faults import Fault, FaultQueue
@@ -55,6 +56,9 @@ class ServiceSettings:
     auth: AuthSettings
     supported_api_versions: Collection[str] = SUPPORTED_API_VERSIONS
     max_body_bytes: int = 1024 * 1024
+    # Time the service takes over an admitted request (a real Update Job takes tens
+    # to hundreds of ms); without it, concurrency would say nothing about rate.
+    latency_seconds: float = 0.0
 
 
 class BatchService:
@@ -67,12 +71,14 @@ class BatchService:
         faults: FaultQueue,
         log: RequestLog,
         base_url: Callable[[], str],
+        capacity: TokenBucket | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.faults = faults
         self.log = log
         self.base_url = base_url
+        self.capacity = capacity  # None: no request limit
 
     def build_app(self) -> web.Application:
         # One byte over the limit so an oversized body is caught here, as a BatchError.
@@ -116,6 +122,16 @@ class BatchService:
         if fault is not None:
             record.fault = fault.describe()
             await self._apply_fault(fault, request, job_id)
+        if self.capacity is not None:
+            # The account's request rate, checked first, as a front end would: a
+            # refused request is not authenticated, validated or recorded as a write.
+            retry_after = self.capacity.take()
+            if retry_after is not None:
+                raise BatchServiceError(
+                    429, "TooManyRequests", headers={"Retry-After": _format_retry_after(retry_after)}
+                )
+        if self.settings.latency_seconds:
+            await asyncio.sleep(self.settings.latency_seconds)
 
         api_version = self._check_api_version(request)
         principal = authenticate(
