@@ -40,9 +40,12 @@ def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, An
             str(state),
             "--jobs",
             str(jobs),
-            # Each of the queue's 5 deliveries gives up on Batch after about a second.
+            # Each of the queue's 5 deliveries gives up on Batch after about a second
+            # (redelivery-only mode: with scheduled copies the path is the copies').
             "--setting",
             "BATCH_RETRY_BUDGET_SECONDS=1",
+            "--setting",
+            "JOB_UPDATES_SCHEDULED_RETRIES=false",
             "--write-settings",
             str(tmp_path / "local.settings.json"),
         ],
