@@ -16,7 +16,8 @@ event. Modes:
   (the measured overload is this rate over `--capacity`);
 - `alone`: account B's stream by itself (its reference latency);
 - `flow-on` / `flow-off`: the backlog for A plus B's stream, with
-  BATCH_FLOW_CONTROL=true / false (the baseline: each message retries on its own).
+  BATCH_FLOW_CONTROL=true / false (the baseline: each message retries on its own),
+  JOB_UPDATES_SCHEDULED_RETRIES=true / false likewise (the baseline waits in place).
 
 "Overload" is what the fleet sends to A without a limit (`calibrate`) over A's
 capacity; the nominal figure, hosts x maxConcurrentCalls (16) / latency, is higher
@@ -201,6 +202,9 @@ async def run_mode(args: argparse.Namespace, mode: str, work: Path) -> dict[str,
         "BATCH_ALLOW_EMULATOR": "true",
         "BATCH_CA_BUNDLE": str(bundle),
         "BATCH_FLOW_CONTROL": "false" if mode == "flow-off" else "true",
+        # The baseline is today's behaviour before this work: no flow control and no
+        # retries off the lock (every transient failure waits in place or is redelivered).
+        "JOB_UPDATES_SCHEDULED_RETRIES": "false" if mode == "flow-off" else "true",
     }
     stream = mode != "calibrate"
     sent: list[SentMessage] = []
@@ -417,7 +421,12 @@ def summarise(
             "attemptsPerMessage": round(statistics.fmean(d["attempts"] for d in a_events), 3)
             if a_events
             else None,
-            "scheduledCopiesPerMessage": None,  # not built yet (handler.py/trigger.py, later)
+            # Each outcome says how many scheduled copies came before it.
+            "scheduledCopiesPerMessage": round(
+                statistics.fmean(d.get("scheduledCopies", 0) for d in a_events), 3
+            )
+            if a_events
+            else None,
             "givenUp": sum(1 for d in a_events if d["outcome"] == "given-up"),
             "lost": sum(1 for m in a_ids if m not in by_id),
             "flowWaitMsP50": _p([d.get("flowWaitMs", 0.0) for d in a_events], 0.5),

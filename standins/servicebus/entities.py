@@ -524,7 +524,11 @@ class Ingress:
     def schedule(self, message: AmqpMessage, at: float, now: float) -> int:
         self.check([message])
         seq = self._sequence()
-        self._scheduled[seq] = ScheduledMessage(seq, message, at, now)
+        # Duplicate detection applies when a message is scheduled, too: the service
+        # still answers with a sequence number, but keeps only the first message
+        # (Azure/azure-service-bus#265).
+        if not self._is_duplicate(message, now):
+            self._scheduled[seq] = ScheduledMessage(seq, message, at, now)
         return seq
 
     def scheduled(self, from_sequence: int, session_id: str | None = None) -> list[ScheduledMessage]:

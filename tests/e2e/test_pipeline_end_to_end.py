@@ -261,6 +261,33 @@ async def test_sessions_keep_per_job_order_while_jobs_run_in_parallel(
     assert a[0].applied_at < b[-1].applied_at and b[0].applied_at < a[-1].applied_at
 
 
+async def test_with_sessions_a_throttled_update_waits_in_place_and_keeps_its_order(
+    fresh: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scheduled copy would let the job's next update overtake it: with sessions on,
+    the long Retry-After is waited in place and the later update lands after it."""
+    fresh.emu.add_job({"id": "job-s", "priority": 0})
+    fresh.emu.inject(Fault.throttled(retry_after=2, method="PATCH", job_id="job-s", times=1))
+    await drain(fresh)
+    batch = [
+        message({"jobId": "job-s", "update": {"priority": n}}, f"job-s-{n}", session_id="job-s")
+        for n in (1, 2)
+    ]
+    async with running_function(
+        fresh,
+        monkeypatch,
+        JOB_UPDATES_QUEUE="job-updates-sessions",
+        JOB_UPDATES_SESSIONS_ENABLED="true",
+        JOB_UPDATES_OFFLOCK_WAIT_SECONDS="0.5",  # a 2 s Retry-After would go off the lock without sessions
+    ):
+        await send(fresh, "job-updates-sessions", batch)
+        events = await collect(fresh, 2, wait_seconds=30)
+    assert [event_of(e)["data"]["outcome"] for e in events] == ["applied", "applied"]
+    assert all("scheduledCopies" not in event_of(e)["data"] for e in events)
+    assert [p.body["priority"] for p in fresh.emu.patch_log("job-s")] == [1, 2]
+    assert fresh.emu.job("job-s")["priority"] == 2  # type: ignore[index]
+
+
 async def test_publisher_coalesces_concurrent_events_and_fails_every_waiting_caller(fresh: Stack) -> None:
     from azure.servicebus.aio import ServiceBusClient as Client
 
