@@ -125,12 +125,13 @@ def plan_tasks(
         return sorted(nodeids, key=lambda n: (own not in n, usable[n]["seconds"], n))
 
     def first_files(file: str, short: str) -> set[str]:
-        # The two test files that cover most of the module, and its pin tests.
+        # The module's own pin tests (small, so cheap to collect), else the two test
+        # files that cover most of it; the rest runs only if these all pass.
         reach: dict[str, set[int]] = {}
         for nodeid, t in usable.items():
             reach.setdefault(nodeid.split("::", 1)[0], set()).update(t["lines"].get(file, ()))
-        ranked = sorted(reach, key=lambda f: -len(reach[f]))[:2]
-        return {*ranked, *(f for f in reach if Path(f).name.startswith(f"test_pins_{short}"))}
+        pins = {f for f in reach if Path(f).name.startswith(f"test_pins_{short}") and reach[f]}
+        return pins or set(sorted(reach, key=lambda f: -len(reach[f]))[:2])
 
     tasks: list[Task] = []
     module_tests: dict[str, set[str]] = {}
@@ -279,7 +280,7 @@ def run_module(tasks: list[Task], jobs: int, progress: Progress) -> None:
     import jsonschema  # noqa: F401
     import pydantic  # noqa: F401
     import pytest  # noqa: F401
-    import pytest_asyncio  # noqa: F401
+    import pytest_asyncio.plugin  # noqa: F401
 
     assert not any(m == "handlers" or m.startswith("handlers.") for m in sys.modules)
     os.chdir(ROOT)
@@ -376,6 +377,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
     parser.add_argument("--all-survivors", action="store_true", help="print every survivor (default 60)")
     args = parser.parse_args(argv)
+    # Every child compiles the test modules (assertion rewriting) anew unless the
+    # rewritten bytecode is cached: allow it for these runs (__pycache__ is ignored).
+    sys.dont_write_bytecode = False
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     modules = [MODULES[m] for m in (args.module or MODULES)]
     started = time.monotonic()
     mutants = [m for module in modules for m in generate(module)]
