@@ -331,17 +331,36 @@ def run_module(tasks: list[Task], jobs: int, progress: Progress) -> None:
 
 
 class Progress:
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int, report: Path | None = None) -> None:
         self.total, self.done, self.started = total, 0, time.monotonic()
+        self.report = report.open("w") if report else None  # written as results come in
 
     def tick(self, task: Task) -> None:
         self.done += 1
+        if self.report is not None and task.status != "fallback":
+            self.report.write(json.dumps(_record(task)) + "\n")
+            self.report.flush()
         if self.done % 100 == 0 or self.done == self.total:
             elapsed = time.monotonic() - self.started
             print(f"  {self.done}/{self.total} mutants run ({elapsed:.0f} s)", file=sys.stderr, flush=True)
 
 
 # --- reporting ---------------------------------------------------------------------
+
+
+def _record(t: Task) -> dict[str, Any]:
+    m = t.mutant
+    return {
+        "key": m.key,
+        "module": m.module,
+        "line": m.line,
+        "op": m.op,
+        "status": t.status,
+        "path": t.path,
+        "killer": t.killer,
+        "why": t.why,
+        "tests": len(t.nodeids),
+    }
 
 
 def summarise(tasks: list[Task], modules: Sequence[str], seconds: float) -> dict[str, Any]:
@@ -395,7 +414,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"  baseline: {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
     tasks = plan_tasks(mutants, trace, entries, used)
     fast = [t for t in tasks if t.path == "fast"]
-    progress = Progress(sum(1 for t in tasks if t.path))
+    progress = Progress(sum(1 for t in tasks if t.path), args.report)
+    for t in tasks:
+        if not t.path:
+            progress.tick(t)
+    progress.done = 0
     print(
         f"  {len(fast)} in a live session, {sum(t.path == 'module' for t in tasks)} by fresh import, "
         f"{sum(t.status == 'excluded' for t in tasks)} excluded as equivalent",
@@ -440,25 +463,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{seconds:.0f} s")
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2) + "\n")
-    if args.report:
-        with args.report.open("w") as fh:
-            for t in tasks:
-                fh.write(
-                    json.dumps(
-                        {
-                            "key": t.mutant.key,
-                            "module": t.mutant.module,
-                            "line": t.mutant.line,
-                            "op": t.mutant.op,
-                            "status": t.status,
-                            "path": t.path,
-                            "killer": t.killer,
-                            "why": t.why,
-                            "tests": len(t.nodeids),
-                        }
-                    )
-                    + "\n"
-                )
+    if progress.report is not None:
+        progress.report.close()
     return 0
 
 

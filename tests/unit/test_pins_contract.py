@@ -496,3 +496,13 @@ def test_the_schema_keeps_field_limits_and_drops_only_the_global_string_guard() 
     pool_schema = schema["$defs"]["AutoPoolSpecificationUpdate"]["properties"]["pool"]
     assert pool_schema["additionalProperties"] == {"$ref": "#/$defs/PoolValue"}
     assert {"type": "array", "items": {"$ref": "#/$defs/PoolValue"}} in schema["$defs"]["PoolValue"]["anyOf"]
+
+
+def test_messages_are_frozen() -> None:
+    from pydantic import ValidationError
+
+    message = accepted(update(priority=1))
+    with pytest.raises(ValidationError):
+        message.mode = "merge"  # type: ignore[misc]
+    with pytest.raises(ValidationError):
+        message.update.priority = 2  # type: ignore[misc]

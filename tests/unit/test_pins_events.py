@@ -198,3 +198,23 @@ def test_the_outcome_schema_names_every_outcome() -> None:
     schema = outcome_json_schema()
     assert schema["$id"] == DATA_SCHEMA
     assert set(schema["properties"]["outcome"]["enum"]) == {o.value for o in Outcome}
+
+
+def test_events_and_results_are_frozen() -> None:
+    import dataclasses
+
+    from pydantic import ValidationError
+
+    from handlers.events import EventError, OutcomeData
+
+    event = build_event(Result(Outcome.rejected), "m")
+    for record in (event, Result(Outcome.rejected), Problem("$", "c", "m")):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            record.__setattr__(dataclasses.fields(record)[0].name, None)
+    data = OutcomeData.model_validate(event_data(Result(Outcome.rejected)))
+    with pytest.raises(ValidationError):
+        data.attempts = 5
+    with pytest.raises(ValidationError):
+        EventError.model_validate({"code": "c", "message": "m", "extra": 1})
+    with pytest.raises(ValidationError):
+        EventError.model_validate({"code": 5, "message": "m"})  # strict: no coercion

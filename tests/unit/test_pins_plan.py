@@ -323,3 +323,22 @@ def test_an_unlisted_endpoint_is_rejected_at_its_field() -> None:
 )
 def test_identity_hints(body: bytes, hint: tuple[str | None, str | None]) -> None:
     assert identity_hint(body) == hint
+
+
+def test_the_plans_records_are_frozen() -> None:
+    import dataclasses
+
+    job = job_for(message(update={"priority": 1}))
+    sent = next_step(job)
+    assert isinstance(sent, Send)
+    records: list[Any] = [
+        job,
+        job.inbound,
+        job.policy,
+        sent,
+        Exchange(sent, reply(200)),
+        Done(step(job, reply(200)).result),
+    ]
+    for record in records:
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            record.__setattr__(dataclasses.fields(record)[0].name, None)

@@ -211,3 +211,13 @@ def test_reply_from_reads_headers_in_any_case() -> None:
 def test_retry_after_is_seconds_or_a_date_capped(value: str | None, seconds: float | None) -> None:
     assert MAX_RETRY_AFTER_SECONDS == 60.0
     assert parse_retry_after(value, now=WHEN.timestamp()) == seconds
+
+
+def test_the_wire_records_are_frozen() -> None:
+    import dataclasses
+
+    from handlers.wire import Sent
+
+    for record in (BatchRequest("GET", "u", {}), BatchError("c", "m"), BatchReply(200), Sent(None, 1)):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            record.__setattr__(dataclasses.fields(record)[0].name, None)
