@@ -67,15 +67,19 @@ class Task:
 def load_equivalents() -> list[dict[str, str]]:
     entries: list[dict[str, str]] = tomllib.loads(EQUIVALENT.read_text()).get("equivalent", [])
     for entry in entries:
-        if not entry.get("why") or ("key" in entry) == ("match" in entry):
-            raise SystemExit(f"{EQUIVALENT.name}: each entry needs `why` and one of `key` / `match`: {entry}")
+        if not entry.get("why") or sum(k in entry for k in ("key", "keys", "match")) != 1:
+            raise SystemExit(
+                f"{EQUIVALENT.name}: each entry needs `why` and one of key / keys / match: {entry}"
+            )
     return entries
 
 
 def equivalent_reason(mutant: Mutant, entries: list[dict[str, str]], used: set[int]) -> str | None:
     for i, entry in enumerate(entries):
-        if entry.get("key") == mutant.key or (
-            "match" in entry and fnmatch.fnmatchcase(mutant.key, entry["match"])
+        if (
+            entry.get("key") == mutant.key
+            or mutant.key in entry.get("keys", ())
+            or ("match" in entry and fnmatch.fnmatchcase(mutant.key, entry["match"]))
         ):
             used.add(i)
             return entry["why"]
@@ -320,7 +324,11 @@ def run_module(tasks: list[Task], jobs: int, progress: Progress) -> None:
         code = os.waitstatus_to_exitcode(status)
         if task.status != "timeout":
             # pytest: 0 passed, 1 failed, 2 interrupted (the mutant broke an import), 3 internal
-            task.status = {0: "survived", 1: "killed", 2: "killed", 3: "killed"}.get(code, "error")
+            # error, 4 the selected tests cannot be found (their module no longer imports, or
+            # their parameter ids changed): each is the mutant's doing.
+            task.status = {0: "survived", 1: "killed", 2: "killed", 3: "killed", 4: "killed"}.get(
+                code, "error"
+            )
             if task.status == "error":
                 task.killer = f"exit {code}"
             if task.status == "survived" and task.later:

@@ -109,7 +109,7 @@ def source(module: str) -> str:
     return module_path(module).read_text()
 
 
-def _short(node: ast.AST | None, limit: int = 70) -> str:
+def _short(node: ast.AST | None, limit: int = 120) -> str:
     if node is None:
         return "pass"
     text = " ".join(ast.unparse(node).split())
@@ -389,6 +389,14 @@ def _describe(op: str, node: ast.AST, transform: Transform) -> tuple[str, str]:
     return _short(node), _short(transform(copy.deepcopy(node)))
 
 
+def _describe_site(site: _Site, op: str, transform: Transform) -> tuple[str, str]:
+    before, after = _describe(op, site.node, transform)
+    if isinstance(site.parent, ast.keyword) and site.parent.arg:
+        # `slots=True -> slots=False`, not a bare `True -> False`: the key names the setting.
+        return f"{site.parent.arg}={before}", f"{site.parent.arg}={after}"
+    return before, after
+
+
 def generate(module: str) -> list[Mutant]:
     """Every mutant of `module`, in a stable order."""
     path = module_path(module)
@@ -397,13 +405,18 @@ def generate(module: str) -> list[Mutant]:
     seen: Counter[str] = Counter()
     for site in _walk(tree):
         for variant, (op, transform) in enumerate(_proposals(site)):
-            before, after = _describe(op, site.node, transform)
+            before, after = _describe_site(site, op, transform)
             base = f"{module}:{site.scope}:{op}:{before} -> {after}"
             seen[base] += 1
             key = base if seen[base] == 1 else f"{base} #{seen[base]}"
             line = getattr(site.node, "lineno", 0)
-            compound = isinstance(site.node, (ast.If, ast.For, ast.While, ast.FunctionDef, ast.ClassDef))
-            end = line if compound else (getattr(site.node, "end_lineno", None) or line)
+            end = getattr(site.node, "end_lineno", None) or line
+            if isinstance(site.node, (ast.If, ast.While)):
+                end = site.node.test.end_lineno or line  # the condition's lines, not the body's
+            elif isinstance(site.node, ast.For):
+                end = site.node.iter.end_lineno or line
+            elif isinstance(site.node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                end = line
             out.append(
                 Mutant(
                     module=module,

@@ -506,3 +506,13 @@ def test_messages_are_frozen() -> None:
         message.mode = "merge"  # type: ignore[misc]
     with pytest.raises(ValidationError):
         message.update.priority = 2  # type: ignore[misc]
+
+
+def test_a_date_condition_of_the_wrong_type_says_so() -> None:
+    assert refused(body(update={"priority": 1}, conditions={"ifModifiedSince": 5})) == [
+        ("$.conditions.ifModifiedSince", "datetime_type")
+    ]
+
+
+def test_a_very_deep_body_has_no_duplicate_keys_to_report() -> None:
+    assert duplicate_keys(b"[" * 100_000) == []

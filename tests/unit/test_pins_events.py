@@ -218,3 +218,40 @@ def test_events_and_results_are_frozen() -> None:
         EventError.model_validate({"code": "c", "message": "m", "extra": 1})
     with pytest.raises(ValidationError):
         EventError.model_validate({"code": 5, "message": "m"})  # strict: no coercion
+
+
+def test_event_bodies_are_compact_json() -> None:
+    event = build_event(
+        Result(Outcome.applied, job_id="j", endpoint=ENDPOINT, changes={"priority": {"to": 1}}), "m"
+    )
+    assert event.body == json.dumps(json.loads(event.body), separators=(",", ":")).encode()
+    huge = build_event(
+        Result(Outcome.applied, job_id="j", endpoint=ENDPOINT, changes=_pool_change(20_000)), "m"
+    )
+    assert huge.body == json.dumps(json.loads(huge.body), separators=(",", ":")).encode()
+
+
+def test_a_huge_event_without_changes_is_sent_as_it_is() -> None:
+    result = Result(Outcome.failed, job_id="j", endpoint=ENDPOINT, error=BatchError("Big", "x" * 200_000))
+    data = json.loads(build_event(result, "m").body)["data"]
+    assert len(data["error"]["message"]) == 200_000 and "truncated" not in data
+
+
+def test_the_event_size_limit_itself_is_allowed() -> None:
+    def event(pad: int) -> bytes:
+        changes = {"poolInfo": {"to": {"autoPoolSpecification": {"pool": {"k" * pad: 1}}}}}
+        result = Result(Outcome.applied, job_id="j", endpoint=ENDPOINT, changes=changes)
+        return build_event(result, "m", now=NOW).body
+
+    base = len(event(1))
+    exact = event(1 + MAX_EVENT_BYTES - base)
+    assert len(exact) == MAX_EVENT_BYTES
+    assert "truncated" not in json.loads(exact)["data"]
+    over = json.loads(event(2 + MAX_EVENT_BYTES - base))["data"]
+    assert over["truncated"] is True
+
+
+def test_the_outcome_schema_uses_the_wire_names() -> None:
+    properties = outcome_json_schema()["properties"]
+    assert {"jobId", "httpStatus", "durationMs", "conditionsMet", "inPlace"} <= set(properties)
+    assert "job_id" not in properties

@@ -216,3 +216,24 @@ def test_an_etag_condition_ignores_an_odd_date() -> None:
 )
 def test_both_of_a_pair_must_hold(given: dict[str, str], etag: str, last_modified: str, held: bool) -> None:
     assert evaluate_conditions(conditions(**given), etag, last_modified) is held
+
+
+def test_nulls_inside_list_items_are_absent_values_too() -> None:
+    job = {"metadata": [{"name": "a", "value": "1", "extra": None}]}
+    assert already_in_place(job, {"metadata": [{"name": "a", "value": "1"}]})
+
+
+def test_different_odd_durations_and_enums_differ() -> None:
+    assert not already_in_place(
+        {"constraints": {"maxWallClockTime": "forever"}}, {"constraints": {"maxWallClockTime": "never"}}
+    )
+    assert not already_in_place({"onAllTasksComplete": "NoAction"}, {"onAllTasksComplete": "terminatejob"})
+
+
+def test_merge_edge_shapes() -> None:
+    assert merge({}, {"poolInfo": {"poolId": "p"}}) == {"poolInfo": {"poolId": "p"}}
+    assert merge({"poolInfo": "odd"}, {"poolInfo": {"poolId": "p"}}) == {"poolInfo": {"poolId": "p"}}
+    other = {"other": [{"name": "b", "value": "2"}]}
+    assert merge({"other": [{"name": "a", "value": "1"}]}, other) == other
+    assert merge({"metadata": {"odd": 1}}, {"metadata": []}) == {"metadata": []}
+    assert merge({"c": {"a": {"x": 1}}}, {"c": {"a": 5}}) == {"c": {"a": 5}}

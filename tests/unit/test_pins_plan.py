@@ -342,3 +342,149 @@ def test_the_plans_records_are_frozen() -> None:
     for record in records:
         with pytest.raises(dataclasses.FrozenInstanceError):
             record.__setattr__(dataclasses.fields(record)[0].name, None)
+
+
+def test_enum_values_and_defaults() -> None:
+    assert [s.value for s in Settle] == ["complete", "retry", "give-up"]
+    assert [p.value for p in Purpose] == ["write", "read", "verify"]
+    assert Inbound(b"{}", "m").delivery_count == 1
+    defaults = Policy(frozenset({ENDPOINT}), None, "2025-06-01")
+    assert (defaults.merge_max_rounds, defaults.max_delivery_count) == (5, 10)
+
+
+def test_a_redelivered_refusal_is_failed_without_a_read() -> None:
+    job = job_for(message(update={"priority": 5}, conditions={"ifMatch": "0x1"}), delivery=2)
+    done = step(job, reply(409, {"code": "JobCompleted"}))
+    assert isinstance(done, Done) and done.result.outcome is Outcome.failed
+
+
+def test_a_merge_read_that_is_refused_is_failed_with_batchs_error() -> None:
+    job = job_for(message(mode="merge", update={"priority": 5}))
+    done = step(job, reply(404, {"code": "JobNotFound"}, etag=None))
+    assert isinstance(done, Done)
+    assert (done.result.outcome, done.result.http_status) == (Outcome.failed, 404)
+    assert done.result.error is not None and done.result.error.code == "JobNotFound"
+    odd = step(job, reply(412, {"code": "ConditionNotMet"}))
+    assert isinstance(odd, Done) and odd.result.outcome is Outcome.precondition_failed
+
+
+def test_merge_failures_of_our_own_say_why_and_write_nothing() -> None:
+    job = job_for(message(mode="merge", update={"priority": 5}))
+    no_etag = step(job, reply(200, JOB, etag=None))
+    assert isinstance(no_etag, Done) and no_etag.result.error is not None
+    assert no_etag.result.error.code == "MissingETag" and "ETag" in no_etag.result.error.message
+    assert no_etag.result.write is Write.none
+    unreadable = step(job, reply(200, [1]))
+    assert isinstance(unreadable, Done) and unreadable.result.error is not None
+    assert (
+        unreadable.result.error.code == "UnreadableJob" and "JSON object" in unreadable.result.error.message
+    )
+    assert unreadable.result.write is Write.none
+
+
+def test_merge_exhausted_rounds_with_a_pinned_version_say_the_condition_failed() -> None:
+    job = job_for(message(mode="merge", update={"priority": 5}, conditions={"ifMatch": "0x2"}), delivery=2)
+    lost = reply(412, {"code": "ConditionNotMet"})
+    done = step(job, reply(200, JOB), lost, reply(200, JOB), lost)
+    assert isinstance(done, Done) and done.result.outcome is Outcome.precondition_failed
+    assert done.result.conditions_met is False
+
+
+@pytest.mark.parametrize(
+    ("delivery", "read", "outcome", "write"),
+    [
+        (1, {**JOB, "priority": 5}, Outcome.precondition_failed, Write.none),  # in place, not ours
+        (2, JOB, Outcome.precondition_failed, Write.none),  # ours could explain, but not in place
+        (2, {**JOB, "priority": 5}, Outcome.applied, Write.earlier_delivery),
+    ],
+)
+def test_a_stale_pinned_version_on_the_read(
+    delivery: int, read: dict[str, Any], outcome: Outcome, write: Write
+) -> None:
+    job = job_for(
+        message(mode="merge", update={"priority": 5}, conditions={"ifMatch": "0x1"}), delivery=delivery
+    )
+    done = step(job, reply(200, read, etag="0x2"))
+    assert isinstance(done, Done)
+    assert (done.result.outcome, done.result.write) == (outcome, write)
+
+
+@pytest.mark.parametrize(("delivery", "write"), [(1, Write.none), (2, Write.earlier_delivery)])
+def test_merge_with_nothing_to_change(delivery: int, write: Write) -> None:
+    job = job_for(
+        message(mode="merge", update={"priority": 1}, conditions={"ifMatch": "0x2"}), delivery=delivery
+    )
+    done = step(job, reply(200, JOB))
+    assert isinstance(done, Done)
+    assert (done.result.outcome, done.result.in_place, done.result.write) == (Outcome.applied, True, write)
+    assert done.result.conditions_met is True
+
+
+def test_merge_applied_with_a_pinned_version_met_it() -> None:
+    job = job_for(message(mode="merge", update={"priority": 5}, conditions={"ifMatch": "0x2"}))
+    done = step(job, reply(200, JOB), reply(200))
+    assert isinstance(done, Done) and done.result.outcome is Outcome.applied
+    assert (done.result.conditions_met, done.result.write) == (True, Write.this_delivery)
+    assert done.result.changes == {"priority": {"from": 1, "to": 5}}
+
+
+@pytest.mark.parametrize(
+    ("etag", "if_match"),
+    [('"0x2"', '"0x2"'), ("0x2", '"0x2"'), ('"', '"""'), ('a"', '"a""'), ('"a', '""a"')],
+)
+def test_the_read_etag_goes_back_quoted_once(etag: str, if_match: str) -> None:
+    write = step(job_for(message(mode="merge", update={"priority": 5})), reply(200, JOB, etag=etag))
+    assert isinstance(write, Send) and write.request.headers["If-Match"] == if_match
+    assert json.loads(write.request.body or b"") == {"priority": 5}
+
+
+def test_dry_runs_compare_nested_objects_as_their_mode_would_write_them() -> None:
+    stored = {**JOB, "constraints": {"maxWallClockTime": "PT1H", "maxTaskRetryCount": 3}}
+    update = {"constraints": {"maxWallClockTime": "PT1H"}}
+    replace = step(job_for(message(update=update, options={"dryRun": True})), reply(200, stored))
+    assert isinstance(replace, Done) and set(replace.result.changes) == {"constraints"}
+    merged = step(job_for(message(mode="merge", update=update, options={"dryRun": True})), reply(200, stored))
+    assert isinstance(merged, Done) and merged.result.changes == {}
+
+
+def test_a_failure_without_text_still_says_no_reply() -> None:
+    done = step(job_for(message(update={"priority": 5})), Sent(None, 1, ""))
+    assert isinstance(done, Done) and done.result.error is not None
+    assert (done.result.error.code, done.result.error.message) == ("NoReply", "no reply")
+
+
+def test_a_retried_read_is_not_a_retried_write() -> None:
+    job = job_for(message(mode="merge", update={"priority": 5}, conditions={"ifMatch": "0x2"}))
+    done = step(job, reply(200, JOB, attempts=3), reply(412, {"code": "ConditionNotMet"}))
+    assert isinstance(done, Done) and done.result.outcome is Outcome.precondition_failed
+
+
+@pytest.mark.parametrize("last_modified", [None, "not a date"])
+def test_a_verify_read_without_a_usable_date_is_taken_as_ours(last_modified: str | None) -> None:
+    msg = json.dumps(message(update={"priority": 5}, conditions={"ifMatch": "0x1"})).encode()
+    admitted = admit(Inbound(msg, "m-1", 2, datetime(2026, 1, 1, 11, 0, tzinfo=UTC)), POLICY, NOW)
+    assert isinstance(admitted, Job)
+    read = Sent(
+        BatchReply(200, "0x3", last_modified, "r", None, None, json.dumps({**JOB, "priority": 5}).encode()), 1
+    )
+    done = step(admitted, reply(412, {"code": "ConditionNotMet"}), read)
+    assert isinstance(done, Done)
+    assert (done.result.outcome, done.result.write) == (Outcome.applied, Write.earlier_delivery)
+
+
+def test_an_echo_is_scrubbed_whole_before_the_event_text_is_cut() -> None:
+    secret = "S" * (15 * 1024 + 512)
+    update = {"poolInfo": {"autoPoolSpecification": {"pool": {"secret": secret}}}}
+    job = job_for(message(update=update))
+    tail = "T" * 4096
+    done = step(job, reply(400, {"code": "Bad", "message": {"value": secret + tail}}))
+    assert isinstance(done, Done) and done.result.error is not None
+    assert done.result.error.message == "<request value>" + "T" * 512
+    assert "S" not in done.result.error.message
+
+
+def test_a_non_finite_number_read_from_batch_is_never_sent() -> None:
+    job = job_for(message(mode="merge", update={"constraints": {"maxTaskRetryCount": 1}}))
+    odd = Sent(BatchReply(200, "0x2", None, "r", None, None, b'{"constraints": {"x": NaN}}'), 1)
+    with pytest.raises(ValueError, match="JSON compliant"):
+        step(job, odd)

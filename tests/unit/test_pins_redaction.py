@@ -223,3 +223,45 @@ def test_echoes_are_replaced_longest_first() -> None:
     strings = frozenset({"pass", "password123"})
     assert without_echoes("got password123 and pass", strings) == "got <request value> and <request value>"
     assert without_echoes("nothing here", strings) == "nothing here"
+
+
+def test_embedded_json_is_redacted_by_parsing_not_only_by_the_inline_patterns() -> None:
+    # `mountCredential` and an object under `protectedSettings` are secrets by key only:
+    # no inline pattern names them, so only the JSON path hides them. Output is compact.
+    text = json.dumps({"mountCredential": "c-1", "protectedSettings": {"a": "b"}, "n": 1})
+    assert redact_text(text) == '{"mountCredential":"***","protectedSettings":"***","n":1}'
+    assert redact_text(json.dumps([{"mountCredential": "c-1"}])) == '[{"mountCredential":"***"}]'
+    assert redact_text(' {"x": 1}') == '{"x":1}'
+
+
+def test_json_text_is_parsed_up_to_a_million_characters() -> None:
+    def sized(n: int) -> str:
+        head = '{"mountCredential": "c-1", "pad": "'
+        return head + "x" * (n - len(head) - 2) + '"}'
+
+    assert len(sized(1_000_000)) == 1_000_000
+    assert redact_text(sized(1_000_000)).startswith('{"mountCredential":"***"')
+    assert redact_text(sized(1_000_001)) == sized(1_000_001)  # too big to parse: left to the patterns
+
+
+def test_inline_secrets_are_found_when_every_word_is_present() -> None:
+    assert redact_text("password=p1 secret key sig token") == f"password={REDACTED} secret key sig token"
+
+
+def test_an_environment_string_item_that_mentions_value_is_hidden() -> None:
+    assert redact({"environmentSettings": ["value=1"]}) == {"environmentSettings": [REDACTED]}
+
+
+def test_only_the_named_properties_get_their_special_views() -> None:
+    listed = [{"name": "n", "value": "v"}]
+    assert public_property("otherList", listed) == [{"name": "<string>", "value": "<string>"}]
+    net = {"subnetId": "s", "skipWithdrawFromVNet": True}
+    assert public_property("jobManagerTask", net) == {
+        "subnetId": "<string>",
+        "skipWithdrawFromVNet": "<boolean>",
+    }
+    assert public_property("poolInfo", {"other": {"poolId": "p"}}) == {"other": {"poolId": "<string>"}}
+
+
+def test_echoes_are_replaced_longest_first_not_in_text_order() -> None:
+    assert without_echoes("abczzzzdef", frozenset({"zzzz", "abczzzzdef"})) == "<request value>"

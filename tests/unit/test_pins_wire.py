@@ -221,3 +221,22 @@ def test_the_wire_records_are_frozen() -> None:
     for record in (BatchRequest("GET", "u", {}), BatchError("c", "m"), BatchReply(200), Sent(None, 1)):
         with pytest.raises(dataclasses.FrozenInstanceError):
             record.__setattr__(dataclasses.fields(record)[0].name, None)
+
+
+@pytest.mark.parametrize("body", [b'{"code": "X", "values": 5}', b"[" * 100_000])
+def test_error_bodies_that_break_the_reader_fall_back_to_the_status(body: bytes) -> None:
+    error = BatchError.parse(body, 500)
+    assert error.code == "Http500" and error.values == {}
+    assert BatchReply(200, body=body).json() is None or body.startswith(b"{")
+
+
+def test_a_deep_reply_body_is_no_job() -> None:
+    assert BatchReply(200, body=b"[" * 100_000).json() is None
+
+
+def test_errors_join_their_problems() -> None:
+    from handlers.errors import InvalidMessage, Problem
+
+    invalid = InvalidMessage([Problem("$.a", "c", "one"), Problem("$.b", "d", "two")])
+    assert str(invalid) == "$.a: one; $.b: two"
+    assert invalid.problems[1].as_dict() == {"path": "$.b", "code": "d", "message": "two"}

@@ -5,6 +5,7 @@ their edges. Durations are also checked against an independent tick count."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -222,3 +223,23 @@ def test_bare_etag() -> None:
     assert bare_etag('"') == '"'
     assert bare_etag('""') == ""
     assert bare_etag("*") == "*"
+
+
+def test_odd_quotes_are_kept() -> None:
+    assert bare_etag('a"') == 'a"'
+    assert bare_etag('"a') == '"a'
+
+
+@pytest.mark.parametrize(
+    ("parse", "text"),
+    [
+        (parse_duration, "Q" + "x" * 99),
+        (parse_http_date, "Q" + "x" * 99),
+        (parse_http_date, "0001-01-01T00:00:00+14:00" + "x" * 0),
+        (parse_etag, "Q" + " " * 99),
+    ],
+)
+def test_a_refusal_quotes_at_most_40_characters(parse: Any, text: str) -> None:
+    with pytest.raises(ValueError, match="not") as caught:
+        parse(text)
+    assert str(caught.value).startswith(repr(text[:40]) + " ")
