@@ -128,13 +128,17 @@ def plan_tasks(
         own = f"test_pins_{short}"
         return sorted(nodeids, key=lambda n: (own not in n, usable[n]["seconds"], n))
 
-    def first_files(file: str, short: str) -> set[str]:
+    def first_files(file: str, short: str, mutant_module: str) -> set[str]:
         # The module's own pin tests (small, so cheap to collect), else the two test
         # files that cover most of it; the rest runs only if these all pass.
         reach: dict[str, set[int]] = {}
         for nodeid, t in usable.items():
             reach.setdefault(nodeid.split("::", 1)[0], set()).update(t["lines"].get(file, ()))
-        pins = {f for f in reach if Path(f).name.startswith(f"test_pins_{short}") and reach[f]}
+        pins = {
+            f
+            for f in reach
+            if Path(f).name.startswith(f"test_pins_{short}") and mutant_module in _source_of(f)
+        }
         return pins or set(sorted(reach, key=lambda f: -len(reach[f]))[:2])
 
     tasks: list[Task] = []
@@ -144,8 +148,13 @@ def plan_tasks(
         file = str(module_path(mutant.module))
         short = mutant.module.rsplit(".", 1)[-1]
         if file not in module_tests:
-            module_tests[file] = {n for n, t in usable.items() if t["lines"].get(file)}
-            first[file] = first_files(file, short)
+            # Tests that run the module's lines, and every test in a file that imports it:
+            # a dataclass's or enum's generated code runs none of the module's lines.
+            importers = {f for f in {n.split("::", 1)[0] for n in usable} if mutant.module in _source_of(f)}
+            module_tests[file] = {
+                n for n, t in usable.items() if t["lines"].get(file) or n.split("::", 1)[0] in importers
+            }
+            first[file] = first_files(file, short, mutant.module)
         why = equivalent_reason(mutant, entries, used)
         if why is not None:
             tasks.append(Task(mutant, "", status="excluded", why=why))
@@ -169,6 +178,10 @@ def plan_tasks(
         timeout = (30.0 if path == "module" else 10.0) + 5 * seconds
         tasks.append(Task(mutant, path, nodeids, later, timeout))
     return tasks
+
+
+def _source_of(test_file: str) -> str:
+    return (ROOT / test_file).read_text()
 
 
 # --- running -----------------------------------------------------------------------

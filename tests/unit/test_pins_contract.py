@@ -478,6 +478,7 @@ def test_ocp_date_one_second_past_the_edge_is_refused(offset: timedelta) -> None
     with pytest.raises(InvalidMessage) as caught:
         check_ocp_date(message, NOW)
     assert [(p.path, p.code) for p in caught.value.problems] == [("$.options.ocpDate", "ocp_date_skew")]
+    assert "15 minutes" in caught.value.problems[0].message
 
 
 def test_no_ocp_date_needs_no_check() -> None:

@@ -237,3 +237,26 @@ def test_merge_edge_shapes() -> None:
     assert merge({"other": [{"name": "a", "value": "1"}]}, other) == other
     assert merge({"metadata": {"odd": 1}}, {"metadata": []}) == {"metadata": []}
     assert merge({"c": {"a": {"x": 1}}}, {"c": {"a": 5}}) == {"c": {"a": 5}}
+
+
+def test_outcome_values_and_result_defaults() -> None:
+    from handlers.outcomes import Outcome, Result, Write
+
+    assert [o.value for o in Outcome] == [
+        "applied",
+        "dry-run",
+        "precondition-failed",
+        "rejected",
+        "failed",
+        "given-up",
+    ]
+    assert [w.value for w in Write] == ["this-delivery", "earlier-delivery", "none"]
+    r = Result(Outcome.rejected)
+    assert (r.attempts, r.in_place, r.write, r.conditions_met, dict(r.changes), r.problems) == (
+        0,
+        False,
+        None,
+        None,
+        {},
+        (),
+    )

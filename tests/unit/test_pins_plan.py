@@ -488,3 +488,8 @@ def test_a_non_finite_number_read_from_batch_is_never_sent() -> None:
     odd = Sent(BatchReply(200, "0x2", None, "r", None, None, b'{"constraints": {"x": NaN}}'), 1)
     with pytest.raises(ValueError, match="JSON compliant"):
         step(job, odd)
+
+
+def test_a_two_character_quoted_read_etag_is_kept() -> None:
+    write = step(job_for(message(mode="merge", update={"priority": 5})), reply(200, JOB, etag='""'))
+    assert isinstance(write, Send) and write.request.headers["If-Match"] == '""'

@@ -265,3 +265,8 @@ def test_only_the_named_properties_get_their_special_views() -> None:
 
 def test_echoes_are_replaced_longest_first_not_in_text_order() -> None:
     assert without_echoes("abczzzzdef", frozenset({"zzzz", "abczzzzdef"})) == "<request value>"
+
+
+@pytest.mark.parametrize("text", ["1e5", " 5", "true ", '"x"  '])
+def test_only_json_objects_and_arrays_are_rewritten(text: str) -> None:
+    assert redact_text(text) == text

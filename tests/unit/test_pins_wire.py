@@ -240,3 +240,9 @@ def test_errors_join_their_problems() -> None:
     invalid = InvalidMessage([Problem("$.a", "c", "one"), Problem("$.b", "d", "two")])
     assert str(invalid) == "$.a: one; $.b: two"
     assert invalid.problems[1].as_dict() == {"path": "$.b", "code": "d", "message": "two"}
+
+
+def test_the_wire_constants() -> None:
+    assert CONTENT_TYPE == "application/json; odata=minimalmetadata"
+    assert USER_AGENT.startswith("batch-job-update/")
+    assert [c.value for c in StatusClass] == ["ok", "precondition-failed", "transient", "refused"]
