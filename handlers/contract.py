@@ -67,11 +67,12 @@ AUTO_POOL_PREFIX_PATTERN = "^[A-Za-z0-9_-]{1,20}$"
 # The spec's text: /subscriptions/{s}/resourceGroups/{g}/providers/{provider}/virtualNetworks/...
 # (the provider segment is not fixed). Case-insensitive, as ARM ids are.
 SUBNET_ID_PATTERN = (
-    "^/[Ss][Uu][Bb][Ss][Cc][Rr][Ii][Pp][Tt][Ii][Oo][Nn][Ss]/[^/]+"
-    "/[Rr][Ee][Ss][Oo][Uu][Rr][Cc][Ee][Gg][Rr][Oo][Uu][Pp][Ss]/[^/]+"
-    "/[Pp][Rr][Oo][Vv][Ii][Dd][Ee][Rr][Ss]/[^/]+"
-    "/[Vv][Ii][Rr][Tt][Uu][Aa][Ll][Nn][Ee][Tt][Ww][Oo][Rr][Kk][Ss]/[^/]+"
-    "/[Ss][Uu][Bb][Nn][Ee][Tt][Ss]/[^/]+$"
+    # A segment is anything but "/" and white space: a trailing newline is not an id.
+    r"^/[Ss][Uu][Bb][Ss][Cc][Rr][Ii][Pp][Tt][Ii][Oo][Nn][Ss]/[^/\s]+"
+    r"/[Rr][Ee][Ss][Oo][Uu][Rr][Cc][Ee][Gg][Rr][Oo][Uu][Pp][Ss]/[^/\s]+"
+    r"/[Pp][Rr][Oo][Vv][Ii][Dd][Ee][Rr][Ss]/[^/\s]+"
+    r"/[Vv][Ii][Rr][Tt][Uu][Aa][Ll][Nn][Ee][Tt][Ww][Oo][Rr][Kk][Ss]/[^/\s]+"
+    r"/[Ss][Uu][Bb][Nn][Ee][Tt][Ss]/[^/\s]+$"
 )
 # An origin only; the allow-list decides whether it may be used (docs/message-contract.md).
 ENDPOINT_PATTERN = "^[Hh][Tt][Tt][Pp][Ss]://[A-Za-z0-9.-]+(?::[0-9]{1,5})?/?$"
