@@ -13,6 +13,7 @@ import pytest
 
 from handlers.outcomes import Outcome, Write
 from handlers.plan import (
+    CopyPolicy,
     Done,
     Exchange,
     Inbound,
@@ -345,11 +346,15 @@ def test_the_plans_records_are_frozen() -> None:
 
 
 def test_enum_values_and_defaults() -> None:
-    assert [s.value for s in Settle] == ["complete", "retry", "give-up"]
+    assert [s.value for s in Settle] == ["complete", "retry", "reschedule", "give-up"]
     assert [p.value for p in Purpose] == ["write", "read", "verify"]
     assert Inbound(b"{}", "m").delivery_count == 1
     defaults = Policy(frozenset({ENDPOINT}), None, "2025-06-01")
-    assert (defaults.merge_max_rounds, defaults.max_delivery_count) == (5, 10)
+    assert (defaults.merge_max_rounds, defaults.max_delivery_count, defaults.copies) == (5, 10, None)
+    copies = CopyPolicy()
+    assert (copies.budget_seconds, copies.max_copies) == (900.0, 50)
+    assert (copies.first_backoff_seconds, copies.max_backoff_seconds) == (5.0, 300.0)
+    assert Inbound(b"{}", "m").copy == 0
 
 
 def test_a_redelivered_refusal_is_failed_without_a_read() -> None:
@@ -473,14 +478,25 @@ def test_a_verify_read_without_a_usable_date_is_taken_as_ours(last_modified: str
 
 
 def test_an_echo_is_scrubbed_whole_before_the_event_text_is_cut() -> None:
-    secret = "S" * (15 * 1024 + 512)
+    secret = "S" * 2048
     update = {"poolInfo": {"autoPoolSpecification": {"pool": {"secret": secret}}}}
     job = job_for(message(update=update))
-    tail = "T" * 4096
+    tail = "T" * (15 * 1024)  # past the 16 KiB cut: the last 2047 characters may hold a split string
     done = step(job, reply(400, {"code": "Bad", "message": {"value": secret + tail}}))
     assert isinstance(done, Done) and done.result.error is not None
-    assert done.result.error.message == "<request value>" + "T" * 512
+    assert done.result.error.message == "<request value>" + "T" * (1024 - len("<request value>"))
     assert "S" not in done.result.error.message
+
+
+def test_after_a_cut_a_split_request_string_leaves_no_prefix() -> None:
+    secret = "S" * 4096
+    update = {"poolInfo": {"autoPoolSpecification": {"pool": {"secret": secret}}}}
+    job = job_for(message(update=update))
+    echo = "T" * (16 * 1024 - 100) + secret  # the cut splits the secret: 100 characters of it remain
+    done = step(job, reply(400, {"code": "Bad", "message": {"value": echo}}))
+    assert isinstance(done, Done) and done.result.error is not None
+    assert "S" not in done.result.error.message
+    assert done.result.error.code == "Bad"
 
 
 def test_a_non_finite_number_read_from_batch_is_never_sent() -> None:
