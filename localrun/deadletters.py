@@ -549,16 +549,27 @@ async def resubmit(
     client: ServiceBusClient, queue: str, prepared: Sequence[Prepared], *, receive_wait: float = 5.0
 ) -> Report:
     """Receive the dead-letter queue with locks; for each selected entry send its
-    resubmission, then complete it. Entries not selected are held until the end and
-    abandoned (their delivery count goes up by one; a dead-letter queue never
-    dead-letters further). A send that fails abandons its entry and stops."""
+    resubmission, then complete it (see `resubmit_with`)."""
+    async with client.get_queue_receiver(queue, sub_queue=ServiceBusSubQueue.DEAD_LETTER) as receiver:
+        return await resubmit_with(client, receiver, queue, prepared, receive_wait=receive_wait)
+
+
+async def resubmit_with(
+    client: ServiceBusClient,
+    receiver: ServiceBusReceiver,
+    queue: str,
+    prepared: Sequence[Prepared],
+    *,
+    receive_wait: float = 5.0,
+) -> Report:
+    """`receiver` is on the dead-letter queue (peek-lock). For each selected entry:
+    send its resubmission, then complete the entry. Entries not selected are held
+    until the end and abandoned (their delivery count goes up by one; a dead-letter
+    queue never dead-letters further). A send that fails abandons its entry and stops."""
     report = Report()
     pending = {p.entry.sequence_number: p for p in prepared}
     skipped: list[ServiceBusReceivedMessage] = []
-    async with (
-        client.get_queue_receiver(queue, sub_queue=ServiceBusSubQueue.DEAD_LETTER) as receiver,
-        client.get_queue_sender(queue) as sender,
-    ):
+    async with client.get_queue_sender(queue) as sender:
         try:
             stop = False
             while pending and not stop:
@@ -644,7 +655,11 @@ async def _peek_all(receiver: ServiceBusReceiver, limit: int) -> list[ServiceBus
 
 async def dead_letters(client: ServiceBusClient, queue: str, limit: int) -> list[Entry]:
     async with client.get_queue_receiver(queue, sub_queue=ServiceBusSubQueue.DEAD_LETTER) as receiver:
-        peeked = await _peek_all(receiver, limit)
+        return await peek_entries(receiver, limit)
+
+
+async def peek_entries(receiver: ServiceBusReceiver, limit: int) -> list[Entry]:
+    peeked = await _peek_all(receiver, limit)
     return sorted((entry_of(m) for m in peeked), key=lambda e: e.sequence_number)
 
 
@@ -908,8 +923,24 @@ async def _resubmit(
     if selection.everything and not args.all:
         raise UsageError("say which: ID|SEQ, --job-id, --reason, --older-than/--newer-than, or --all")
     policy = _policy(args, env, target)
+    # One receiver peeks and then (after the prompt) receives: each link costs a round trip.
+    async with client.get_queue_receiver(target.queue, sub_queue=ServiceBusSubQueue.DEAD_LETTER) as receiver:
+        return await _resubmit_from(client, receiver, target, args, env, policy, out, confirm)
+
+
+async def _resubmit_from(
+    client: ServiceBusClient,
+    receiver: ServiceBusReceiver,
+    target: Target,
+    args: argparse.Namespace,
+    env: dict[str, str],
+    policy: Policy | None,
+    out: TextIO,
+    confirm: Callable[[str], bool],
+) -> int:
+    selection = _selection(args, args.ids)
     now = datetime.now(UTC)
-    entries = [e for e in await dead_letters(client, target.queue, args.limit) if selection.matches(e, now)]
+    entries = [e for e in await peek_entries(receiver, args.limit) if selection.matches(e, now)]
     if not entries:
         out.write(f"{target.queue}/$DeadLetterQueue: nothing to resubmit\n")
         return 0 if not args.ids else 1
@@ -922,10 +953,12 @@ async def _resubmit(
         _show_plan(out, p, refused=p in refused, as_json=args.json, dry_run=args.dry_run)
     if args.dry_run or not sendable:
         return 1 if refused else 0
-    if not args.yes and not confirm(f"Resubmit {len(sendable)} message(s) to {target.queue}?"):
+    question = f"Resubmit {len(sendable)} message(s) to {target.queue}?"
+    # In a thread: the event loop keeps the connection serviced while the prompt waits.
+    if not args.yes and not await asyncio.to_thread(confirm, question):
         out.write("nothing sent\n")
         return 1
-    report = await resubmit(client, target.queue, sendable)
+    report = await resubmit_with(client, receiver, target.queue, sendable)
     for done in report.resubmitted:
         if args.json:
             _emit(out, {"resubmitted": True, **done})
