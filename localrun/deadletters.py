@@ -812,6 +812,10 @@ def main(
     try:
         if args.limit < 1:
             raise UsageError("--limit must be at least 1")
+        if args.command != "inspect":  # refused before anything connects
+            selection = _selection(args, getattr(args, "ids", ()))
+            if args.command == "resubmit" and selection.everything and not args.all:
+                raise UsageError("say which: ID|SEQ, --job-id, --reason, --older-than/--newer-than, or --all")
         target = _target(args, env)
         return asyncio.run(_run(args, target, env, stream, confirm))
     except UsageError as exc:
@@ -919,9 +923,6 @@ async def _resubmit(
     out: TextIO,
     confirm: Callable[[str], bool],
 ) -> int:
-    selection = _selection(args, args.ids)
-    if selection.everything and not args.all:
-        raise UsageError("say which: ID|SEQ, --job-id, --reason, --older-than/--newer-than, or --all")
     policy = _policy(args, env, target)
     # One receiver peeks and then (after the prompt) receives: each link costs a round trip.
     async with client.get_queue_receiver(target.queue, sub_queue=ServiceBusSubQueue.DEAD_LETTER) as receiver:

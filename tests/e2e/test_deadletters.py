@@ -65,11 +65,8 @@ async def test_a_given_up_message_is_listed_inspected_and_resubmitted_to_applied
     fresh.emu.add_job({"id": "dlq-job", "priority": 0})
     fresh.emu.inject(Fault.server_busy(retry_after=0, method="PATCH", job_id="dlq-job", times=1000))
     await drain(fresh)
-    body = {
-        "schemaVersion": "1.0",
-        "jobId": "dlq-job",
-        "update": {"priority": 5, "metadata": [{"name": "conn", "value": CANARY}]},
-    }
+    update: dict[str, Any] = {"priority": 5, "metadata": [{"name": "conn", "value": CANARY}]}
+    body: dict[str, Any] = {"schemaVersion": "1.0", "jobId": "dlq-job", "update": update}
     # Scheduled copies on: one copy, then the function's dead-letter copy, which the
     # broker moves to the DLQ after maxDeliveryCount abandons. The function keeps
     # running throughout, as it would in Azure.
@@ -141,7 +138,7 @@ async def test_a_given_up_message_is_listed_inspected_and_resubmitted_to_applied
         # Batch is fixed; resubmit with an edited body: the function applies it.
         fresh.emu.clear_faults()
         edited = tmp_path / "edited.json"
-        edited.write_text(json.dumps({**body, "update": {**body["update"], "priority": 7}}))
+        edited.write_text(json.dumps({**body, "update": {**update, "priority": 7}}))
         code, out = await cli(
             fresh, "--json", "resubmit", "--job-id", "dlq-job", "--body", str(edited), "--yes"
         )
