@@ -483,7 +483,7 @@ def table(results: Sequence[dict[str, Any]]) -> str:
                 f"{a['goodputOfCapacity']} ({a['goodputOfCapacityConverged']})",
                 f"{a['share429']:.1%} ({a['share429Converged']:.1%})",
                 f"{a['deliveriesPerMessage']}",
-                "n/a",
+                f"{a['scheduledCopiesPerMessage']}",
                 str(a["givenUp"]),
                 str(a["lost"] + b.get("lost", 0)),
                 str(a["drainSeconds"]),
