@@ -28,7 +28,6 @@ import json
 import logging
 import re
 import tempfile
-import time
 import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,7 +37,6 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import httpx
-from azure.core.credentials import AccessTokenInfo
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from handlers.__main__ import check_one, main, messages, policy_from_args
@@ -72,6 +70,7 @@ from standins.batch.validation import (
     parse_json_body,
     validate_job_update,
 )
+from tests.fakes import FakeCredential, RecordingPublisher
 from tests.fuzz.strategies import ACCOUNT, ENQUEUED, MAX_DELIVERIES, NOW, OTHER, UNLIMITED, Case, Reply
 
 SERVICE_BUS_MAX_BYTES = 256 * 1024
@@ -497,25 +496,6 @@ def plan_property(case: Case) -> Findings:
 # --- a. and b. through the handler ----------------------------------------------------
 
 
-class _Credential:
-    async def get_token_info(self, *scopes: str, options: object = None) -> AccessTokenInfo:
-        return AccessTokenInfo("fuzz-token", int(time.time()) + 3600)
-
-    async def close(self) -> None:
-        return None
-
-
-class _Publisher:
-    def __init__(self) -> None:
-        self.events: list[Any] = []
-
-    async def publish(self, events: Sequence[Any]) -> None:
-        self.events.extend(events)
-
-    async def aclose(self) -> None:
-        return None
-
-
 class _Unexpected(logging.Handler):
     """Records what the handler logs with a traceback: an internal error it swallowed."""
 
@@ -535,7 +515,9 @@ class HandlerRig:
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self.batch = FakeBatch((), SETTINGS.allowed_endpoints)
-        auth = BatchAuth(SETTINGS.allowed_endpoints, tokens=TokenCache(_Credential(), SETTINGS.token_scope))
+        auth = BatchAuth(
+            SETTINGS.allowed_endpoints, tokens=TokenCache(FakeCredential("fuzz-token"), SETTINGS.token_scope)
+        )
         http = httpx.AsyncClient(
             transport=httpx.MockTransport(self._transport),
             auth=auth,
@@ -544,7 +526,7 @@ class HandlerRig:
             trust_env=False,
         )
         http._cookies = NoCookies()
-        self.publisher = _Publisher()
+        self.publisher = RecordingPublisher()
         self.handler = JobUpdateHandler(SETTINGS, BatchClient(http, RETRY), self.publisher, clock=lambda: NOW)
         self.unexpected = _Unexpected()
         logger = logging.getLogger("handlers.job_update")

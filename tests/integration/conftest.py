@@ -3,37 +3,20 @@ tokens from azure-identity's ManagedIdentityCredential against the local token e
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
 
-from handlers.events import OutcomeEvent
 from handlers.handler import JobUpdateHandler
 from handlers.runtime import Runtime
 from handlers.settings import Settings
 from standins.batch import BatchEmulator
 from standins.identity import TokenEndpoint
+from tests.fakes import RecordingPublisher
 
 SIGNING_KEY = b"integration-tests-hs256-key-0001"
 ACCOUNT_KEY = "c2hhcmVkLWtleS1mb3ItdGhlLWxvY2FsLWVtdWxhdG9y"  # base64, test only
-
-
-class RecordingPublisher:
-    """The publisher interface, recording what the handler publishes (the real
-    Service Bus publisher is exercised end to end in tests/e2e)."""
-
-    def __init__(self) -> None:
-        self.events: list[OutcomeEvent] = []
-        self.fail_with: Exception | None = None
-
-    async def publish(self, events: Sequence[OutcomeEvent]) -> None:
-        if self.fail_with is not None:
-            raise self.fail_with
-        self.events.extend(events)
-
-    async def aclose(self) -> None:
-        return None
 
 
 @pytest.fixture(scope="session")

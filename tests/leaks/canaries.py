@@ -19,14 +19,12 @@ import contextlib
 import hashlib
 import json
 import logging
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from azure.core.credentials import AccessTokenInfo
 
 from handlers.auth import BatchAuth, TokenCache
 from handlers.batch_client import BatchClient, RetryPolicy
@@ -34,6 +32,7 @@ from handlers.errors import RetryLater
 from handlers.handler import Inbound, JobUpdateHandler
 from handlers.settings import Settings
 from handlers.transport import NoCookies
+from tests.fakes import FakeCredential, RecordingPublisher
 
 ENDPOINT = "https://acct.westeurope.batch.azure.com"
 OTHER_ENDPOINT = "https://other.westeurope.batch.azure.com"  # a Batch endpoint, not listed
@@ -247,25 +246,6 @@ def canary_update() -> tuple[dict[str, Any], dict[str, str]]:
 # --- The rig: the real handler over a scripted Batch -----------------------------------------
 
 
-class FakeCredential:
-    async def get_token_info(self, *scopes: str, options: object = None) -> AccessTokenInfo:
-        return AccessTokenInfo(TOKEN, int(time.time()) + 3600)
-
-    async def close(self) -> None:
-        return None
-
-
-class RecordingPublisher:
-    def __init__(self) -> None:
-        self.events: list[Any] = []
-
-    async def publish(self, events: Sequence[Any]) -> None:
-        self.events.extend(events)
-
-    async def aclose(self) -> None:
-        return None
-
-
 Reply = Callable[[httpx.Request], httpx.Response]
 
 
@@ -294,7 +274,9 @@ def build_handler(
     }
     settings = Settings(**values)
     batch = ScriptedBatch(list(script))
-    auth = BatchAuth(settings.allowed_endpoints, tokens=TokenCache(FakeCredential(), settings.token_scope))
+    auth = BatchAuth(
+        settings.allowed_endpoints, tokens=TokenCache(FakeCredential(TOKEN), settings.token_scope)
+    )
     http = httpx.AsyncClient(
         transport=httpx.MockTransport(batch), auth=auth, follow_redirects=False, trust_env=False
     )

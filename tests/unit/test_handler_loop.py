@@ -24,6 +24,7 @@ from handlers.outcomes import Outcome
 from handlers.settings import BATCH_SCOPE, Settings
 from handlers.transport import NoCookies
 from handlers.wire import CONTENT_TYPE, USER_AGENT, BatchRequest, build_request
+from tests.fakes import FakeCredential, RecordingPublisher
 
 ENDPOINT = "https://acct.westeurope.batch.azure.com"
 JOB_URL = f"{ENDPOINT}/jobs/job-1?api-version=2025-06-01"
@@ -44,50 +45,6 @@ JOB = {
     "priority": 10,
     "constraints": {"maxWallClockTime": "P10675199DT2H48M5.4775807S", "maxTaskRetryCount": 3},
 }
-
-
-class FakeCredential:
-    """A token credential: `get_token_info` only, as azure-core's AsyncSupportsTokenInfo."""
-
-    def __init__(self) -> None:
-        self.scopes: list[str] = []
-        self.options: list[Any] = []
-        self.failures: list[Exception] = []  # raised by the next calls, in order
-
-    async def get_token_info(self, *scopes: str, options: Any = None) -> AccessTokenInfo:
-        self.scopes.extend(scopes)
-        self.options.append(options)
-        if self.failures:
-            raise self.failures.pop(0)
-        # A call with claims skips azure-identity's cache: a fresh token.
-        fresh = options is not None and options.get("claims") is not None
-        return AccessTokenInfo(TOKEN + ("-fresh" if fresh else ""), int(time.time()) + 3600)
-
-    async def close(self) -> None:
-        return None
-
-    async def __aenter__(self) -> FakeCredential:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        return None
-
-
-class RecordingPublisher:
-    def __init__(self) -> None:
-        self.events: list[Any] = []
-        self.fail_with: Exception | None = None
-        self.closed = False
-        self.attempts = 0
-
-    async def publish(self, events: Sequence[Any]) -> None:
-        self.attempts += 1
-        if self.fail_with is not None:
-            raise self.fail_with
-        self.events.extend(events)
-
-    async def aclose(self) -> None:
-        self.closed = True
 
 
 @dataclass
@@ -183,7 +140,7 @@ async def rig() -> AsyncIterator[Factory]:
 
     def build(*script: Reply, **overrides: Any) -> Rig:
         settings = Settings(**{**BASE_SETTINGS, **overrides})
-        credential = FakeCredential()
+        credential = FakeCredential(TOKEN)
         batch = FakeBatch(list(script))
         # As handlers.runtime builds it, with the mock transport in place of aiohttp.
         auth = BatchAuth(settings.allowed_endpoints, tokens=TokenCache(credential, settings.token_scope))
