@@ -17,11 +17,13 @@ from handlers.runtime import get_runtime
 log = logging.getLogger("handlers.job_update")
 
 
-def envelope_from(msg: func.ServiceBusMessage) -> Envelope:
+def received(msg: func.ServiceBusMessage) -> tuple[Envelope, Inbound]:
+    """The message as a copy would need it (Envelope) and as the plan reads it (Inbound)."""
     properties: dict[str, Any] = dict(msg.application_properties or {})
+    body = msg.get_body()
     lineage = lineage_of(msg.message_id or "", msg.enqueued_time_utc, properties)
-    return Envelope(
-        body=msg.get_body(),
+    envelope = Envelope(
+        body=body,
         lineage=lineage,
         session_id=msg.session_id,
         content_type=msg.content_type,
@@ -29,22 +31,19 @@ def envelope_from(msg: func.ServiceBusMessage) -> Envelope:
         subject=msg.subject or msg.label,
         application_properties=properties,
     )
-
-
-def inbound_from(msg: func.ServiceBusMessage, envelope: Envelope | None = None) -> Inbound:
-    lineage = (envelope or envelope_from(msg)).lineage
-    return Inbound(
-        body=msg.get_body(),
+    inbound = Inbound(
+        body=body,
         message_id=lineage.original_id,
         delivery_count=msg.delivery_count or 1,
         enqueued_at=lineage.original_enqueued_at,
         copy=lineage.copy,
     )
+    return envelope, inbound
 
 
 async def on_job_update_message(msg: func.ServiceBusMessage) -> None:
     """Return: the host completes the message. Raise: it abandons it (redelivery)."""
-    envelope = envelope_from(msg)
+    envelope, inbound = received(msg)
     if envelope.lineage.dead_letter is not None:
         # Our own copy of a message given up (its event is out): no Batch call, no
         # event; abandoned until Service Bus moves it, with its reason, to the DLQ.
@@ -57,4 +56,4 @@ async def on_job_update_message(msg: func.ServiceBusMessage) -> None:
         )
         raise DeadLetterPending(reason)
     runtime = await get_runtime()
-    await runtime.handler.handle(inbound_from(msg, envelope), envelope)
+    await runtime.handler.handle(inbound, envelope)
