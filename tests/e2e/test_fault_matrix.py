@@ -2,21 +2,31 @@
 
 Each row must come out with 0 lost messages, 0 duplicate terminal events, 0
 untruthful outcomes and no dead letter without its `given-up` event, plus its
-own expectations (tests/faults/matrix.py). The same rows feed docs/reliability.md
-(`python -m tests.faults`).
+own expectations (tests/faults/matrix.py). The rows run four at a time, each
+function in its own host process (as `python -m tests.faults --parallel 4`);
+the same rows feed docs/reliability.md.
 """
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from tests.faults import ROWS, Row, run_row, runnable
+from tests.faults import ROWS, Row, RowResult, run_matrix, runnable
+
+PARALLEL = 4
+
+
+@pytest.fixture(scope="module")
+def results() -> dict[str, RowResult]:
+    assert all(runnable(row) for row in ROWS), [row.name for row in ROWS if not runnable(row)]
+    return {r.row: r for r in asyncio.run(run_matrix(parallel=PARALLEL))}
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[row.name for row in ROWS])
-async def test_fault_row_keeps_every_promise(row: Row) -> None:
-    assert runnable(row), f"the stand-ins lack {row.needs!r}, which row {row.name} needs"
-    result = await run_row(row)
+def test_fault_row_keeps_every_promise(row: Row, results: dict[str, RowResult]) -> None:
+    result = results[row.name]
     summary = result.summary()
     assert result.ledger.lost == (), summary
     assert result.ledger.duplicates == (), summary

@@ -17,10 +17,13 @@ def main() -> int:
         "--row", action="append", choices=[r.name for r in ROWS], help="only this row (repeatable)"
     )
     parser.add_argument("--messages", type=int, help="messages per row (default: each row's own)")
+    parser.add_argument(
+        "--parallel", type=int, default=1, help="rows at a time (each in its own host process)"
+    )
     parser.add_argument("--json", type=Path, help="also write the summary here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
-    summary = run(args.row, messages=args.messages)
+    summary = run(args.row, messages=args.messages, parallel=args.parallel)
     for row in summary["rows"]:
         print(
             f"{'ok ' if row['ok'] else 'BAD'} {row['row']:<28} messages={row['messages']} lost={row['lost']} "

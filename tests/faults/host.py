@@ -4,6 +4,7 @@ process, configured from the environment (app settings), until SIGTERM."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 
@@ -16,7 +17,8 @@ async def main() -> None:
     host = LocalFunctionsHost(
         load_function_app().app,
         os.environ["ServiceBusConnection"],  # noqa: SIM112 - the app setting's name
-        options=host_options(),
+        # Row-specific host.json overrides (tests/faults/matrix.py), as JSON.
+        options=host_options(**json.loads(os.environ.get("FAULT_HOST_OPTIONS", "{}"))),
     )
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, host.stop)

@@ -120,7 +120,7 @@ def collect(*, cases: int = SOAK_CASES, rerun_mutation: bool = False) -> dict[st
         "machine": f"{platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} CPUs",
         "fuzz": fuzz.run(cases, seed=0),
         "leaks": leaks.run(),
-        "faults": faults.run(),
+        "faults": faults.run(parallel=4),
     }
     if rerun_mutation:
         from tests import mutation
