@@ -17,7 +17,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "reliability.md"
 MUTATION_SCORE = ROOT / "docs" / "mutation-score.json"
-SOAK_CASES = 50_000
+SOAK_CASES = 20_000
 
 # The promises table: prose, kept as Markdown beside this module.
 PROMISES = (Path(__file__).parent / "promises.md").read_text()
