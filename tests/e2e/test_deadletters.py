@@ -133,7 +133,12 @@ async def test_a_given_up_message_is_listed_inspected_and_resubmitted_to_applied
         assert plan["problems"][0]["path"] == "$.update.priority"
         code, out = await cli(fresh, "resubmit", "--job-id", "dlq-job", confirm=False)
         assert (code, out.splitlines()[-1]) == (1, "nothing sent")
-        assert fresh.broker.message_counts(QUEUE) == {"active": 0, "deferred": 0, "dead_letter": 1}
+        assert fresh.broker.message_counts(QUEUE) == {
+            "active": 0,
+            "deferred": 0,
+            "dead_letter": 1,
+            "scheduled": 0,
+        }
 
         # Batch is fixed; resubmit with an edited body: the function applies it.
         fresh.emu.clear_faults()
@@ -148,7 +153,12 @@ async def test_a_given_up_message_is_listed_inspected_and_resubmitted_to_applied
         new_id = done["newMessageId"]
         assert new_id not in ("m-dlq", dead_id)
         events = await collect(fresh, 2, wait_seconds=30, settle=0.5)
-    assert fresh.broker.message_counts(QUEUE) == {"active": 0, "deferred": 0, "dead_letter": 0}
+    assert fresh.broker.message_counts(QUEUE) == {
+        "active": 0,
+        "deferred": 0,
+        "dead_letter": 0,
+        "scheduled": 0,
+    }
     outcomes = {e.correlation_id: event_of(e)["data"]["outcome"] for e in events}
     assert outcomes == {"m-dlq": "given-up", new_id: "applied"}  # inspect consumed nothing
     job = fresh.emu.job("dlq-job")
@@ -211,7 +221,12 @@ async def test_resubmit_takes_only_the_selection_keeps_the_envelope_and_a_repeat
         assert code == 0, out
         done = rows(out)[-1]
         assert (done["jobId"], done["messageId"]) == ("job-b", copy_id)
-        assert fresh.broker.message_counts(QUEUE) == {"active": 1, "deferred": 0, "dead_letter": 2}
+        assert fresh.broker.message_counts(QUEUE) == {
+            "active": 1,
+            "deferred": 0,
+            "dead_letter": 2,
+            "scheduled": 0,
+        }
         left = await deadletters.peek_entries(dlq, 100)
         assert sorted(e.job_id or "" for e in left) == ["job-a", "job-c"]  # held, abandoned: still there
 
@@ -244,7 +259,12 @@ async def test_resubmit_takes_only_the_selection_keeps_the_envelope_and_a_repeat
         assert code == 0, out
         assert rows(out)[-1]["newMessageId"] == first.message_id
         # b's resubmission and one of a's, not two; c is still dead-lettered.
-        assert fresh.broker.message_counts(QUEUE) == {"active": 2, "deferred": 0, "dead_letter": 1}
+        assert fresh.broker.message_counts(QUEUE) == {
+            "active": 2,
+            "deferred": 0,
+            "dead_letter": 1,
+            "scheduled": 0,
+        }
 
         # Leave the broker empty for whatever runs next on this module's stack.
         for source in (receiver, dlq):
