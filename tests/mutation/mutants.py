@@ -53,6 +53,8 @@ MODULES: dict[str, str] = {
     "events": "handlers.events",
     "redaction": "handlers.redaction",
     "errors": "handlers.errors",
+    "lineage": "handlers.lineage",
+    "flow": "handlers.flow",
 }
 
 _COMPARE_SWAP: dict[type[ast.cmpop], type[ast.cmpop]] = {
