@@ -213,6 +213,8 @@ class BatchAuth(httpx.Auth):
         # a second 401 is Batch's final answer (the plan reports it as failed).
         claims = challenge_claims(response.headers.get("WWW-Authenticate", ""))
         fresh = await self._tokens.refresh(token, claims)
+        if fresh == token:
+            return  # the credential handed back the same token (its own cache): the 401 stands
         request.headers["Authorization"] = "Bearer " + fresh
         yield request
 

@@ -171,6 +171,9 @@ class BatchClient:
                     failure = "no slot for the account in time (flow control)"
                 return Sent(last, attempts, failure, waited)
             remaining = deadline - now
+            if remaining <= MIN_ATTEMPT_SECONDS:  # as the ungated loop: no attempt without time
+                gate.release(ticket, Signal.neutral, None)
+                return Sent(last, attempts, failure, waited)
             attempts += 1
             signal, retry_after = Signal.neutral, None
             try:

@@ -31,6 +31,7 @@ from handlers.plan import (
     Policy,
     Settle,
     admit,
+    budget_spent,
     dead_letter_reason,
     internal_error,
     next_step,
@@ -150,7 +151,7 @@ class JobUpdateHandler:
             try:
                 await self.publisher.publish([event])
                 return
-            except Exception:
+            except Exception as exc:
                 if not last or time.monotonic() + wait > hold_until:
                     if last:
                         log.error(
@@ -159,7 +160,7 @@ class JobUpdateHandler:
                             event.job_id,
                             redact_text(event.source_message_id),
                         )
-                    raise
+                    raise RetryLater(f"publishing the outcome failed: {type(exc).__name__}") from exc
                 log.warning("publishing the outcome failed on the last delivery; retrying in %.1f s", wait)
             await asyncio.sleep(wait)
             wait = min(wait * 2, PUBLISH_RETRY_MAX_WAIT)
@@ -168,6 +169,9 @@ class JobUpdateHandler:
         job = admit(inbound, self.policy, self.clock())
         if isinstance(job, Done):
             return job
+        spent = budget_spent(job)
+        if spent is not None:
+            return spent
         return await self._drive(job)
 
     async def _drive(self, job: Job) -> Done:

@@ -29,7 +29,7 @@ import hashlib
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 __all__ = [
@@ -123,8 +123,10 @@ def copy_properties(
     out[ORIGINAL_MESSAGE_ID] = lineage.original_id
     out[COPY] = copy
     out[ATTEMPTS] = attempts
-    if lineage.original_enqueued_at is not None:
-        out[ORIGINAL_ENQUEUED_TIME] = lineage.original_enqueued_at.isoformat()
+    first = lineage.original_enqueued_at
+    if first is not None:
+        # The host's EnqueuedTimeUtc can arrive without an offset: it is UTC.
+        out[ORIGINAL_ENQUEUED_TIME] = (first if first.tzinfo else first.replace(tzinfo=UTC)).isoformat()
     return out
 
 
@@ -148,4 +150,4 @@ def _when(value: Any) -> datetime | None:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         return None
-    return parsed if parsed.tzinfo is not None else None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)

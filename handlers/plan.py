@@ -59,6 +59,7 @@ __all__ = [
     "Send",
     "Settle",
     "admit",
+    "budget_spent",
     "dead_letter_reason",
     "identity_hint",
     "internal_error",
@@ -402,6 +403,31 @@ def _give_up_or_retry(
     if inbound.copy >= copies.max_copies or waited + delay > copies.budget_seconds:
         return Done(result, Settle.give_up)
     return Done(result, Settle.reschedule, delay_seconds=delay)
+
+
+def budget_spent(job: Job) -> Done | None:
+    """A redelivered message whose copies' budget is already spent gives up before
+    calling Batch again: its `given-up` went out on the delivery that decided it (this
+    one republishes the same event id, which the topic drops), and only the
+    dead-letter copy failed. Without this, a new Batch reply could be a second outcome."""
+    copies = job.policy.copies
+    inbound = job.inbound
+    if copies is None or inbound.delivery_count <= 1:
+        return None
+    elapsed = _seconds_since(inbound.enqueued_at, job.now)
+    if inbound.copy < copies.max_copies and elapsed < copies.budget_seconds:
+        return None
+    error = BatchError("NoReply", "the attempt budget across scheduled copies was already spent")
+    result = Result(
+        Outcome.given_up,
+        job_id=job.message.target_job_id,
+        endpoint=job.endpoint,
+        mode=job.mode,
+        client_request_id=job.client_request_id,
+        error=error,
+        scheduled_copies=inbound.copy,
+    )
+    return Done(result, Settle.give_up)
 
 
 def dead_letter_reason(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from typing import Any
 
@@ -21,7 +22,10 @@ def received(msg: func.ServiceBusMessage) -> tuple[Envelope, Inbound]:
     """The message as a copy would need it (Envelope) and as the plan reads it (Inbound)."""
     properties: dict[str, Any] = dict(msg.application_properties or {})
     body = msg.get_body()
-    lineage = lineage_of(msg.message_id or "", msg.enqueued_time_utc, properties)
+    # Without a message id, the body digest stands in (as Inbound.key), so copies of
+    # different id-less messages never share an id.
+    message_id = msg.message_id or "sha256:" + hashlib.sha256(body).hexdigest()
+    lineage = lineage_of(message_id, msg.enqueued_time_utc, properties)
     envelope = Envelope(
         body=body,
         lineage=lineage,

@@ -288,3 +288,51 @@ async def test_sessions_wait_in_place(handler_for: Any) -> None:
     assert policy_from(off, can_requeue=True).copies is None
     assert policy_from(Settings(**BASE_SETTINGS), can_requeue=True).copies is not None
     assert policy_from(Settings(**BASE_SETTINGS), can_requeue=False).copies is None
+
+
+# --- review fixes ---------------------------------------------------------------------
+
+
+def test_a_naive_enqueue_time_is_read_back_as_utc_not_lost() -> None:
+    naive = datetime(2026, 1, 1, 12, 0)  # the host's EnqueuedTimeUtc without an offset
+    props = copy_properties(Lineage("m-1", naive), {}, 1, attempts=1)
+    later = FIRST + timedelta(minutes=9)
+    assert lineage_of(copy_message_id("m-1", 1), later, props).original_enqueued_at == FIRST
+    hand_written = {**props, ORIGINAL_ENQUEUED_TIME: "2026-01-01T12:00:00"}
+    assert lineage_of(copy_message_id("m-1", 1), later, hand_written).original_enqueued_at == FIRST
+
+
+def test_id_less_messages_get_their_body_digest_as_the_lineage_id() -> None:
+    from azure.functions.servicebus import ServiceBusMessage
+
+    from handlers.trigger import received
+
+    def msg(body: bytes) -> ServiceBusMessage:
+        return ServiceBusMessage(
+            body=body,
+            message_id=None,  # type: ignore[arg-type]
+            application_properties={},
+            user_properties={},
+            trigger_metadata={},
+        )
+
+    (one, inbound_one), (two, _) = received(msg(b'{"a":1}')), received(msg(b'{"a":2}'))
+    assert one.lineage.original_id == inbound_one.key
+    assert one.lineage.original_id.startswith("sha256:")
+    assert one.lineage.original_id != two.lineage.original_id
+
+
+def test_a_redelivery_after_the_budget_is_spent_gives_up_without_batch() -> None:
+    from handlers.plan import admit, budget_spent
+
+    job = admit(inbound(delivery=2, copy=5), POLICY, FIRST)
+    assert not isinstance(job, type(None))
+    done = budget_spent(job)  # type: ignore[arg-type]
+    assert done is not None and done.settle is Settle.give_up
+    assert done.result.outcome is Outcome.given_up and done.result.scheduled_copies == 5
+    first_delivery = admit(inbound(delivery=1, copy=5), POLICY, FIRST)
+    assert budget_spent(first_delivery) is None  # type: ignore[arg-type]
+    within = admit(inbound(delivery=3, copy=2), POLICY, FIRST + timedelta(seconds=60))
+    assert budget_spent(within) is None  # type: ignore[arg-type]
+    late = admit(inbound(delivery=2, copy=1), POLICY, FIRST + timedelta(seconds=901))
+    assert budget_spent(late) is not None  # type: ignore[arg-type]
