@@ -37,6 +37,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import httpx
+from azure.core.credentials import AccessTokenInfo
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from handlers.__main__ import check_one, main, messages, policy_from_args
@@ -496,6 +497,23 @@ def plan_property(case: Case) -> Findings:
 # --- a. and b. through the handler ----------------------------------------------------
 
 
+class _RefreshingCredential(FakeCredential):
+    """Every cache-skipping call (claims given) mints a new token, as a managed
+    identity endpoint does: so every 401 is followed by a resend, as simulate_send
+    models it, whatever earlier cases did to the shared token cache."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__(token)
+        self.minted = 0
+
+    async def get_token_info(self, *scopes: str, options: Any = None) -> AccessTokenInfo:
+        info = await super().get_token_info(*scopes, options=options)
+        if options is not None and options.get("claims") is not None:
+            self.minted += 1
+            return AccessTokenInfo(f"{info.token}-{self.minted}", info.expires_on)
+        return info
+
+
 class _Unexpected(logging.Handler):
     """Records what the handler logs with a traceback: an internal error it swallowed."""
 
@@ -516,7 +534,8 @@ class HandlerRig:
         self.loop = asyncio.new_event_loop()
         self.batch = FakeBatch((), SETTINGS.allowed_endpoints)
         auth = BatchAuth(
-            SETTINGS.allowed_endpoints, tokens=TokenCache(FakeCredential("fuzz-token"), SETTINGS.token_scope)
+            SETTINGS.allowed_endpoints,
+            tokens=TokenCache(_RefreshingCredential("fuzz-token"), SETTINGS.token_scope),
         )
         http = httpx.AsyncClient(
             transport=httpx.MockTransport(self._transport),

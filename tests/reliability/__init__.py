@@ -85,7 +85,8 @@ def render(figures: dict[str, Any]) -> str:
     lines += ["", "## Mutation score (pure decision modules)", ""]
     if mutation:
         lines += [
-            f"Recorded {mutation.get('ranAt', '?')} by `python -m tests.mutation` "
+            f"Recorded {mutation.get('ranAt', '?')} by "
+            f"`{mutation.get('command', 'python -m tests.mutation')}` "
             f"({mutation.get('seconds', '?')} s). Equivalent mutants excluded are listed, with why, "
             "in `tests/mutation/equivalent.toml`.",
             "",
