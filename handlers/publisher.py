@@ -16,8 +16,11 @@ from typing import Protocol
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.servicebus import ServiceBusMessage
 from azure.servicebus.aio import ServiceBusClient, ServiceBusSender
+from azure.servicebus.exceptions import MessageSizeExceededError
 
+from handlers.amqp_open import open_without_polling
 from handlers.events import EVENT_CONTENT_TYPE, OutcomeEvent
+from handlers.outcome_batch import sdk_tracing_enabled, session_of, try_add
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +39,7 @@ def to_service_bus_message(event: OutcomeEvent, *, session: bool) -> ServiceBusM
         correlation_id=event.source_message_id,
         subject=event.outcome.value,
         application_properties=event.application_properties(),  # type: ignore[arg-type]
-        session_id=(event.job_id or "none") if session else None,
+        session_id=session_of(event) if session else None,
     )
 
 
@@ -51,6 +54,7 @@ class ServiceBusPublisher:
         self._lock = asyncio.Lock()
         self._pending: list[tuple[list[OutcomeEvent], asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._warming: asyncio.Task[None] | None = None
         self.transfers = 0  # sends to the broker (batches count once): how well coalescing works
 
     @classmethod
@@ -69,8 +73,30 @@ class ServiceBusPublisher:
         if self._sender is None:
             async with self._lock:
                 if self._sender is None:
-                    self._sender = self._client.get_topic_sender(self._topic)
+                    self._sender = open_without_polling(self._client.get_topic_sender(self._topic))
         return self._sender
+
+    def start_warming(self) -> asyncio.Task[None]:
+        """Open the topic link in the background, ahead of the first publish.
+
+        A publish that comes while it opens waits for it (two opens of one sender
+        would tear each other down); a failed warm-up only drops the sender, and
+        the publish opens its own as it always did.
+        """
+        if self._warming is None:
+            self._warming = asyncio.create_task(self._warm())
+        return self._warming
+
+    async def _warm(self) -> None:
+        try:
+            sender = await self._get_sender()
+            await sender.__aenter__()  # the SDK's own open, with its retries and deadline
+        except Exception as exc:
+            log.warning(
+                "opening the outcome topic link ahead of time failed (%s); it opens on first publish",
+                type(exc).__name__,
+            )
+            await self._reset_sender()
 
     async def publish(self, events: Sequence[OutcomeEvent]) -> None:
         """Send the events; returns once the broker has accepted them.
@@ -92,7 +118,7 @@ class ServiceBusPublisher:
             waiting, self._pending = self._pending, []
             events = [event for batch, _ in waiting for event in batch]
             try:
-                await self._send([to_service_bus_message(e, session=self._sessions) for e in events])
+                await self._send(events)
             except Exception as exc:
                 for _, done in waiting:
                     if not done.done():
@@ -102,28 +128,51 @@ class ServiceBusPublisher:
                     if not done.done():
                         done.set_result(None)
 
-    async def _send(self, messages: list[ServiceBusMessage]) -> None:
+    async def _send(self, events: list[OutcomeEvent]) -> None:
+        if self._warming is not None and not self._warming.done():
+            await asyncio.wait([self._warming])  # never raises: _warm keeps its failures
         sender = await self._get_sender()
         try:
-            if len(messages) == 1:
+            if len(events) == 1:
                 self.transfers += 1
-                await sender.send_messages(messages[0])
+                await sender.send_messages(to_service_bus_message(events[0], session=self._sessions))
                 return
+            if sdk_tracing_enabled():
+                await self._send_sdk_batches(sender, events)
+                return
+            # Each event encoded once into the batch (handlers/outcome_batch.py).
             batch = await sender.create_message_batch()
-            for message in messages:
-                try:
-                    batch.add_message(message)
-                except ValueError:  # batch full: send it, start another
-                    self.transfers += 1
-                    await sender.send_messages(batch)
-                    batch = await sender.create_message_batch()
-                    batch.add_message(message)
+            for event in events:
+                if try_add(batch, event, session=self._sessions):
+                    continue
+                if len(batch) == 0:  # alone too big for a batch: as add_message would
+                    raise MessageSizeExceededError(message="an outcome event outgrew an empty message batch")
+                self.transfers += 1
+                await sender.send_messages(batch)
+                batch = await sender.create_message_batch()
+                if not try_add(batch, event, session=self._sessions):
+                    raise MessageSizeExceededError(message="an outcome event outgrew an empty message batch")
             self.transfers += 1
             await sender.send_messages(batch)
         except Exception:
             # Drop the sender: a broken link is rebuilt on the next publish.
             await self._reset_sender()
             raise
+
+    async def _send_sdk_batches(self, sender: ServiceBusSender, events: list[OutcomeEvent]) -> None:
+        """The SDK's own path: with azure-core tracing on, it adds per-message spans."""
+        batch = await sender.create_message_batch()
+        for event in events:
+            message = to_service_bus_message(event, session=self._sessions)
+            try:
+                batch.add_message(message)
+            except ValueError:  # batch full: send it, start another
+                self.transfers += 1
+                await sender.send_messages(batch)
+                batch = await sender.create_message_batch()
+                batch.add_message(message)
+        self.transfers += 1
+        await sender.send_messages(batch)
 
     async def _reset_sender(self) -> None:
         sender, self._sender = self._sender, None
@@ -134,5 +183,8 @@ class ServiceBusPublisher:
                 log.debug("closing a failed topic sender raised", exc_info=True)
 
     async def aclose(self) -> None:
+        if self._warming is not None and not self._warming.done():
+            self._warming.cancel()
+            await asyncio.wait([self._warming])
         await self._reset_sender()
         await self._client.close()
