@@ -191,6 +191,16 @@ class BatchAuth(httpx.Auth):
         self._tokens = tokens
         self._shared_key = shared_key
 
+    def allows(self, url: httpx.URL) -> bool:
+        """HTTPS to an allow-listed origin, no userinfo: where a credential may go."""
+        origin = f"{url.scheme}://{url.host}" + (f":{url.port}" if url.port not in (None, 443) else "")
+        return url.scheme == "https" and not url.userinfo and origin in self._allowed
+
+    async def warm(self) -> None:
+        """Fetch the token ahead of the first request (the configured scope only)."""
+        if self._tokens is not None:
+            await self._tokens.token()
+
     def _check(self, request: httpx.Request) -> None:
         url = request.url
         origin = f"{url.scheme}://{url.host}" + (f":{url.port}" if url.port not in (None, 443) else "")

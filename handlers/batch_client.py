@@ -12,6 +12,7 @@ import asyncio
 import random
 import ssl
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 import httpx
@@ -74,6 +75,24 @@ class BatchClient:
         self._http = http
         self.policy = policy
         self.flow = flow  # None: flow control off (BATCH_FLOW_CONTROL=false)
+
+    async def warm(self, origin: str | None) -> None:
+        """Fetch the token and open a pooled connection to `origin`, at once.
+
+        The connection is opened by a HEAD with no credential at all (a bare `httpx.Auth()`
+        bypasses BatchAuth), and only to an allow-listed HTTPS origin; Batch answers
+        it without a token and the connection stays in the pool for the first PATCH.
+        Raises whatever failed; the caller ignores it (the first message does it lazily).
+        """
+        auth = self._http.auth
+        jobs: list[Awaitable[object]] = []
+        if isinstance(auth, BatchAuth):
+            jobs.append(auth.warm())
+            if origin is not None and auth.allows(httpx.URL(origin)):
+                jobs.append(self._http.head(origin + "/", auth=httpx.Auth(), timeout=CONNECT_TIMEOUT_SECONDS))
+        for outcome in await asyncio.gather(*jobs, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def send_once(self, request: BatchRequest, *, attempt_timeout: float) -> BatchReply | str:
         """One attempt: the reply, or the text of a transport failure."""

@@ -8,8 +8,13 @@ fetch or an AMQP link that an earlier one already paid for.
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from azure.core.credentials_async import AsyncTokenCredential
+
+# Imported with the app, not on the first message: azure-identity's import (it loads
+# msal and cryptography) was most of the first message's time (docs/first-message.md).
+from azure.identity.aio import ManagedIdentityCredential
 from azure.servicebus.aio import ServiceBusClient
 
 from handlers.auth import BatchAuth, SharedKey, TokenCache
@@ -20,11 +25,11 @@ from handlers.publisher import Publisher, ServiceBusPublisher
 from handlers.requeue import Requeue, ServiceBusRequeue
 from handlers.settings import BatchAuthMode, Settings
 
+log = logging.getLogger(__name__)
+
 
 def make_credential(settings: Settings) -> AsyncTokenCredential:
     """The user-assigned managed identity (the platform's token endpoint)."""
-    from azure.identity.aio import ManagedIdentityCredential
-
     return ManagedIdentityCredential(client_id=settings.client_id)
 
 
@@ -80,6 +85,7 @@ class Runtime:
         self.settings = settings
         self.handler = handler
         self._credential = credential
+        self._warming: asyncio.Task[None] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, *, publisher: Publisher | None = None) -> Runtime:
@@ -96,7 +102,35 @@ class Runtime:
         handler = JobUpdateHandler(settings, batch, publisher, requeue=requeue)
         return cls(settings, handler, credential)
 
+    async def warm(self) -> None:
+        """Open the topic link, fetch the Batch token and open a Batch connection,
+        all at once, so the first message does not wait for them one after another.
+
+        Never raises: a part that fails is opened lazily by the first message, as
+        without warming. Only the configured token scope is fetched and only the
+        default Batch endpoint (allow-listed by Settings) is connected to, with no
+        credential on that request.
+        """
+        starts: list[asyncio.Future[None]] = []
+        # Optional on the Publisher interface: ServiceBusPublisher has it, doubles need not.
+        start_publisher = getattr(self.handler.publisher, "start_warming", None)
+        if start_publisher is not None:
+            starts.append(start_publisher())
+        starts.append(asyncio.ensure_future(self.handler.batch.warm(self.settings.endpoint_when_unnamed)))
+        for outcome in await asyncio.gather(*starts, return_exceptions=True):
+            if isinstance(outcome, Exception):
+                log.warning("warming up failed (%s); the first message opens it", type(outcome).__name__)
+            elif isinstance(outcome, BaseException):
+                raise outcome  # cancellation
+
+    def start_warming(self) -> None:
+        if self._warming is None:
+            self._warming = asyncio.create_task(self.warm())
+
     async def aclose(self) -> None:
+        if self._warming is not None and not self._warming.done():
+            self._warming.cancel()
+            await asyncio.wait([self._warming])
         await self.handler.batch.aclose()
         if self.handler.requeue is not None:
             await self.handler.requeue.aclose()
@@ -116,6 +150,8 @@ async def get_runtime() -> Runtime:
         async with _runtime_lock:
             if _runtime is None:
                 _runtime = Runtime.from_settings(Settings())  # from env
+                # In the background: this first message's own work joins what is opening.
+                _runtime.start_warming()
     return _runtime
 
 
