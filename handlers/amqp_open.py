@@ -10,17 +10,24 @@ ready (or raises), and the SDK's own loop passes on its first check. Deadlines,
 retries and cleanup stay the SDK's (its `_open` bounds the wrapped call).
 
 Private surface used: `ServiceBusSender._create_handler` and the handler's
-`client_ready_async`; pinned with the SDK version and by
-tests/unit/test_amqp_open.py.
+`client_ready_async`; pinned with the SDK version and by tests/unit/test_warm_up.py.
+
+Also here: the AMQP TLS context, built once and off the event loop. Given none,
+pyamqp builds one per connection, loading certifi's CA bundle on the event loop
+(60-120 ms of the first message's critical path here, even for the local broker
+that does not use TLS).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import certifi
 from azure.servicebus.aio import ServiceBusSender
 
 # Between two "not yet" answers that came back without waiting (a frame that did
@@ -51,3 +58,23 @@ def open_without_polling(sender: ServiceBusSender) -> ServiceBusSender:
 
     sender._create_handler = create_handler  # type: ignore[method-assign]
     return sender
+
+
+def certifi_tls_context() -> ssl.SSLContext:
+    """What pyamqp builds when given no context: TLS client, hostname checked,
+    certificates required, certifi's bundle as the trust store."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_verify_locations(certifi.where())
+    return context
+
+
+# Started with the import, on another thread: loading the bundle is C work that
+# releases the GIL, so it overlaps the rest of the import instead of the first message.
+_tls_builder = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="amqp-tls")
+_TLS_CONTEXT = _tls_builder.submit(certifi_tls_context)
+_tls_builder.shutdown(wait=False)
+
+
+def amqp_tls_context() -> ssl.SSLContext:
+    """The process's AMQP TLS context (one, shared by every connection)."""
+    return _TLS_CONTEXT.result()

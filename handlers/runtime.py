@@ -17,6 +17,7 @@ from azure.core.credentials_async import AsyncTokenCredential
 from azure.identity.aio import ManagedIdentityCredential
 from azure.servicebus.aio import ServiceBusClient
 
+from handlers.amqp_open import amqp_tls_context
 from handlers.auth import BatchAuth, SharedKey, TokenCache
 from handlers.batch_client import BatchClient, RetryPolicy, make_http_client
 from handlers.flow_control import FlowControl
@@ -53,12 +54,13 @@ def make_batch_client(settings: Settings, credential: AsyncTokenCredential | Non
 
 def make_servicebus_client(settings: Settings, credential: AsyncTokenCredential | None) -> ServiceBusClient:
     """One AMQP connection for the topic sender and the queue sender (copies)."""
+    tls = amqp_tls_context()  # built at import, off the event loop (handlers/amqp_open.py)
     if settings.servicebus_connection_string is not None:
         return ServiceBusClient.from_connection_string(
-            settings.servicebus_connection_string.get_secret_value()
+            settings.servicebus_connection_string.get_secret_value(), ssl_context=tls
         )
     assert settings.servicebus_namespace is not None and credential is not None
-    return ServiceBusClient(settings.servicebus_namespace, credential)
+    return ServiceBusClient(settings.servicebus_namespace, credential, ssl_context=tls)
 
 
 def make_publisher(settings: Settings, client: ServiceBusClient) -> Publisher:
