@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from azure.servicebus import ServiceBusMessageBatch
 from azure.servicebus._pyamqp.message import BatchMessage
 from azure.servicebus._pyamqp.utils import get_message_encoded_size
@@ -17,11 +18,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from handlers.events import OutcomeEvent
-from handlers.outcome_batch import amqp_message, encode, sdk_tracing_enabled, try_add
+from handlers.outcome_batch import amqp_message, encode, encode_outcome, sdk_tracing_enabled, try_add
 from handlers.outcomes import Outcome
 from handlers.publisher import to_service_bus_message
 
-text = st.text(max_size=40)
+text = st.text(max_size=80)  # long enough for the 32-bit list, map and string forms
 events = st.builds(
     OutcomeEvent,
     id=st.uuids().map(str),
@@ -30,7 +31,7 @@ events = st.builds(
     source_message_id=text,
     job_id=st.none() | text,
     account=st.none() | text,
-    http_status=st.none() | st.integers(min_value=100, max_value=599),
+    http_status=st.none() | st.integers(min_value=-(2**31), max_value=2**31 - 1),  # both int widths
     error_code=st.none() | text,
 )
 
@@ -61,6 +62,35 @@ def test_one_message_is_what_the_sdk_sends(event: OutcomeEvent, session: bool) -
     theirs = PyamqpTransport.to_outgoing_amqp_message(sdk.raw_amqp_message)
     assert ours == theirs
     assert len(encode(ours)) == get_message_encoded_size(theirs)
+    assert encode_outcome(event, session=session) == encode(theirs)  # the direct encoder, byte for byte
+
+
+@pytest.mark.parametrize("session", [False, True])
+@pytest.mark.parametrize("size", [0, 1, 254, 255, 256, 300])
+@pytest.mark.parametrize("status", [None, -129, -128, 127, 128, 200, 2**31 - 1])
+def test_every_width_the_encoder_can_choose(size: int, status: int | None, session: bool) -> None:
+    """Each 8-bit/32-bit boundary of strings, binary, list, map and int, on purpose
+    (random text seldom reaches the 32-bit forms)."""
+    event = OutcomeEvent(
+        id="5d368e55-dcb2-55a7-a95e-1f259e8ecab3",
+        outcome=Outcome.failed,
+        body=b"{" * size,
+        source_message_id="m" * size,
+        job_id="j" * size if size else None,
+        account="a" * size,
+        http_status=status,
+        error_code="é" * size,
+    )
+    from azure.servicebus._transport._pyamqp_transport import PyamqpTransport
+
+    try:
+        sdk = to_service_bus_message(event, session=session)
+    except ValueError:  # a session id past 128 characters: the SDK refuses it, and so do we
+        with pytest.raises(ValueError, match="session_id"):
+            encode_outcome(event, session=session)
+        return
+    theirs = PyamqpTransport.to_outgoing_amqp_message(sdk.raw_amqp_message)
+    assert encode_outcome(event, session=session) == encode(theirs)
 
 
 @settings(max_examples=100, deadline=None)
