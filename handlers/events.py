@@ -31,6 +31,9 @@ MAX_EVENT_BYTES = 192 * 1024
 # outgrow a message. At worst 50 x 2 x 128 x 12 bytes: 150 KiB.
 MAX_PROBLEM_TEXT = 128
 _EVENT_NAMESPACE = uuid.UUID("3b7f4f0e-0a2c-4d9e-8c1a-6f5e2d4b9a17")
+# What json.dumps(..., separators=(",", ":")) builds on every call, built once: the same
+# output byte for byte, without an encoder object per event (docs/publish-profile.md).
+_JSON = json.JSONEncoder(separators=(",", ":"))
 
 
 def event_type(outcome: Outcome) -> str:
@@ -232,17 +235,17 @@ def build_event(
     # by construction, so the cloudevents SDK's per-event validation (half the cost of
     # an event, docs/performance.md) buys nothing here; tests read it back with the SDK.
     attributes["data"] = data = event_data(result, duration_ms)
-    body = json.dumps(attributes, separators=(",", ":")).encode()
+    body = _JSON.encode(attributes).encode()
     if len(body) > MAX_EVENT_BYTES and "changes" in data:
         # A huge pool specification: its shape alone could outgrow a Service Bus message,
         # and an event that cannot be sent would leave the message with no outcome.
         data["changes"] = {name: {"to": "<omitted>"} for name in data["changes"]}
         data["truncated"] = True
-        body = json.dumps(attributes, separators=(",", ":")).encode()
+        body = _JSON.encode(attributes).encode()
     if len(body) > MAX_EVENT_BYTES and "problems" in data:
         data["problems"] = [{k: _cut(v) for k, v in p.items()} for p in data["problems"]]
         data["truncated"] = True
-        body = json.dumps(attributes, separators=(",", ":")).encode()
+        body = _JSON.encode(attributes).encode()
     return OutcomeEvent(
         id=attributes["id"],
         outcome=result.outcome,
