@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 from azure.core.credentials import AccessTokenInfo
 from azure.core.exceptions import ClientAuthenticationError
+from azure.servicebus import ServiceBusMessage, ServiceBusMessageBatch
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -209,6 +210,7 @@ class FakeSender:
     def __init__(self, log: list[str], name: str, gate: asyncio.Event, fail_open: bool) -> None:
         self.log, self.name, self.gate, self.fail_open = log, name, gate, fail_open
         self._handler: Any = None
+        self.sent: list[Any] = []
 
     def _create_handler(self, auth: Any) -> None:
         return None
@@ -221,7 +223,11 @@ class FakeSender:
         self.log.append(f"{self.name}:opened")
         return self
 
+    async def create_message_batch(self) -> ServiceBusMessageBatch:
+        return ServiceBusMessageBatch()
+
     async def send_messages(self, message: Any) -> None:
+        self.sent.append(message)
         self.log.append(f"{self.name}:send")
 
     async def close(self) -> None:
@@ -238,7 +244,8 @@ class FakeClient:
     def get_topic_sender(self, topic: str) -> FakeSender:
         self.senders += 1
         fail = self.fail_first_open and self.senders == 1
-        return FakeSender(self.log, f"sender{self.senders}", self.gate, fail)
+        self.last = FakeSender(self.log, f"sender{self.senders}", self.gate, fail)
+        return self.last
 
     async def close(self) -> None:
         return None
@@ -308,3 +315,26 @@ async def test_every_handler_the_sender_creates_gets_the_hook() -> None:
         sender._create_handler(None)
         assert sender._handler.client_ready_async.__wrapped__.__self__ is sender._handler
     assert await sender._handler.client_ready_async()
+
+
+async def test_a_lone_event_goes_as_a_batch_of_one_and_with_sdk_tracing_as_the_sdk_sends_it() -> None:
+    from azure.core.settings import settings as azure_settings
+
+    client = FakeClient(fail_first_open=False)
+    client.gate.set()
+    publisher = ServiceBusPublisher(client, "job-outcomes")  # type: ignore[arg-type]
+    await publisher.publish([EVENT])
+    (batch,) = client.last.sent
+    assert isinstance(batch, ServiceBusMessageBatch)
+    assert len(batch) == 1
+
+    class Span:  # never instantiated: only whether an implementation is set matters
+        pass
+
+    azure_settings.tracing_implementation.set_value(Span)
+    try:
+        await publisher.publish([EVENT])
+    finally:
+        azure_settings.tracing_implementation.unset_value()
+    assert isinstance(client.last.sent[-1], ServiceBusMessage)
+    assert client.last.sent[-1].message_id == EVENT.id
