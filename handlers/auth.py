@@ -172,6 +172,10 @@ def challenge_claims(header: str) -> str | None:
         return None
 
 
+def _origin(url: httpx.URL) -> str:
+    return f"{url.scheme}://{url.host}" + (f":{url.port}" if url.port not in (None, 443) else "")
+
+
 class BatchAuth(httpx.Auth):
     """Attach a Batch credential, but only to HTTPS requests for allow-listed origins."""
 
@@ -193,8 +197,7 @@ class BatchAuth(httpx.Auth):
 
     def allows(self, url: httpx.URL) -> bool:
         """HTTPS to an allow-listed origin, no userinfo: where a credential may go."""
-        origin = f"{url.scheme}://{url.host}" + (f":{url.port}" if url.port not in (None, 443) else "")
-        return url.scheme == "https" and not url.userinfo and origin in self._allowed
+        return url.scheme == "https" and not url.userinfo and _origin(url) in self._allowed
 
     async def warm(self) -> None:
         """Fetch the token ahead of the first request (the configured scope only)."""
@@ -202,10 +205,8 @@ class BatchAuth(httpx.Auth):
             await self._tokens.token()
 
     def _check(self, request: httpx.Request) -> None:
-        url = request.url
-        origin = f"{url.scheme}://{url.host}" + (f":{url.port}" if url.port not in (None, 443) else "")
-        if url.scheme != "https" or url.userinfo or origin not in self._allowed:
-            raise EndpointError(f"refusing to send a Batch credential to {origin}")
+        if not self.allows(request.url):
+            raise EndpointError(f"refusing to send a Batch credential to {_origin(request.url)}")
 
     async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
         self._check(request)
