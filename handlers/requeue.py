@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from azure.servicebus import ServiceBusMessage
 from azure.servicebus.aio import ServiceBusClient, ServiceBusSender
 
+from handlers.amqp_open import open_without_polling
 from handlers.lineage import (
     DEAD_LETTER_DESCRIPTION,
     DEAD_LETTER_REASON,
@@ -62,7 +63,8 @@ class ServiceBusRequeue:
 
     async def _get_sender(self) -> ServiceBusSender:
         if self._sender is None:
-            self._sender = self._client.get_queue_sender(self._queue)
+            # Opens without the SDK's 50 ms polling, as the topic sender (handlers/amqp_open.py).
+            self._sender = open_without_polling(self._client.get_queue_sender(self._queue))
         return self._sender
 
     def _message(
