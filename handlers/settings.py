@@ -179,11 +179,11 @@ __all__ = [
     "HOST_SETTINGS",
     "REQUIRED_IN_AZURE",
     "BatchAuthMode",
-    "SettlementMode",
     "Settings",
+    "SettlementMode",
     "sessions_enabled_from_env",
-    "settlement_mode_from_env",
     "setting_name",
+    "settlement_mode_from_env",
 ]
 
 
