@@ -29,6 +29,7 @@ import grpc  # type: ignore[import-untyped]
 from azure.servicebus import ServiceBusReceivedMessage
 from azure.servicebus._pyamqp._encode import encode_payload
 from azure.servicebus._pyamqp.message import Header, Message
+from azure.servicebus._pyamqp.types import TYPE, VALUE, AMQPTypes
 from azure.servicebus.aio import ServiceBusReceiver
 from azurefunctions.extensions.base import Datum, GrpcClientType, meta  # type: ignore[import-untyped]
 from azurefunctions.extensions.bindings.protos import settlement_pb2_grpc  # type: ignore[import-untyped]
@@ -71,8 +72,11 @@ def model_binding_content(message: ServiceBusReceivedMessage) -> bytes:
     again), then the rest as the broker sent it. The SDK keeps no raw bytes, so the
     received pyamqp message (private `_message`) is re-encoded section by section, in
     the AMQP order (pyamqp's encoder would put delivery annotations last)."""
-    lock = uuid.UUID(str(message.lock_token))
-    amqp: Message = message._message
+    return encode_model_binding(message._message, uuid.UUID(str(message.lock_token)))
+
+
+def encode_model_binding(amqp: Message, lock: uuid.UUID) -> bytes:
+    """`model_binding_content` for a pyamqp message and its lock token."""
     # The host's .NET SDK reports the delivery count from 1, as in trigger metadata.
     header = (amqp.header or Header())._replace(
         delivery_count=((amqp.header and amqp.header.delivery_count) or 0) + 1
@@ -80,9 +84,35 @@ def model_binding_content(message: ServiceBusReceivedMessage) -> bytes:
     sections = (
         Message(header=header),
         Message(delivery_annotations={LOCK_TOKEN_KEY: lock}),
-        amqp._replace(header=None, delivery_annotations=None),
+        amqp._replace(
+            header=None,
+            delivery_annotations=None,
+            message_annotations=_typed(amqp.message_annotations),
+            application_properties=_typed(amqp.application_properties),
+        ),
     )
     return lock.bytes_le + b"".join(bytes(encode_payload(bytearray(), section)) for section in sections)
+
+
+_TIMESTAMPS = {b"x-opt-enqueued-time", b"x-opt-locked-until", b"x-opt-scheduled-enqueue-time"}
+_INT32 = range(-(2**31), 2**31)
+
+
+def _typed(values: dict[Any, Any] | None) -> dict[Any, Any] | None:
+    """Decoding dropped the AMQP types of integers (a timestamp reads as an int); give
+    them back the ones Service Bus sends, so the bytes decode to the same values."""
+    if values is None:
+        return None
+    out: dict[Any, Any] = {}
+    for key, value in values.items():
+        name = key.encode() if isinstance(key, str) else key
+        if isinstance(value, int) and not isinstance(value, bool):
+            if name in _TIMESTAMPS:
+                value = {TYPE: AMQPTypes.timestamp, VALUE: value}
+            elif value not in _INT32 or name == b"x-opt-sequence-number":
+                value = {TYPE: AMQPTypes.long, VALUE: value}
+        out[key] = value
+    return out
 
 
 def decode_trigger(message: ServiceBusReceivedMessage, pytype: Any) -> Any:
@@ -216,6 +246,7 @@ __all__ = [
     "ModelBindingData",
     "SettlementServer",
     "decode_trigger",
+    "encode_model_binding",
     "model_binding_content",
     "settlement_client",
     "settlement_param",
