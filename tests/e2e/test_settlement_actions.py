@@ -9,14 +9,11 @@ import asyncio
 from typing import Any
 
 import pytest
+from azure.servicebus import ServiceBusReceivedMessage, ServiceBusSubQueue
+from azure.servicebus.aio import ServiceBusClient
 
-pytest.importorskip("azurefunctions.extensions.bindings.servicebus")
-
-from azure.servicebus import ServiceBusReceivedMessage, ServiceBusSubQueue  # noqa: E402
-from azure.servicebus.aio import ServiceBusClient  # noqa: E402
-
-from standins.batch import Fault  # noqa: E402
-from tests.e2e.conftest import Stack, collect, drain, event_of, message, prop, running_function, send  # noqa: E402
+from standins.batch import Fault
+from tests.e2e.conftest import Stack, collect, drain, event_of, message, prop, running_function, send
 
 QUEUE = "job-updates"
 ACTIONS = {"JOB_UPDATES_SETTLEMENT": "actions"}
