@@ -429,10 +429,18 @@ class LocalFunctionsHost:
             await self.user_function(**args)
         except Exception as exc:
             self.failures += 1
-            log.info("Executed 'Functions.%s' (Failed: %s); not settling", self.function_name, exc)
-        if not self.settlement.release(token):
-            self.unsettled += 1  # its lock lapses and Service Bus redelivers it
-            log.warning("message %s was left unsettled by the function", message.message_id)
+            log.info("Executed 'Functions.%s' (Failed: %s)", self.function_name, exc)
+            failed = True
+        else:
+            failed = False
+        if self.settlement.release(token):
+            return
+        if self.auto_complete:  # the binding left auto-complete on: the host settles what is left
+            action = receiver.abandon_message if failed else receiver.complete_message
+            await self._settle(receiver, link, action, message)
+            return
+        self.unsettled += 1  # its lock lapses and Service Bus redelivers it
+        log.warning("message %s was left unsettled by the function", message.message_id)
 
     async def _settle(
         self,
