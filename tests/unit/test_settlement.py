@@ -5,16 +5,29 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from azure.servicebus._pyamqp.message import Header, Message, Properties
+from azurefunctions.extensions.base import Datum
+from azurefunctions.extensions.bindings import servicebus
 from hypothesis import given
 from hypothesis import strategies as st
 
 from handlers.errors import AlreadySettled, RetryLater
+from handlers.lineage import (
+    DEAD_LETTER_DESCRIPTION,
+    DEAD_LETTER_REASON,
+    ORIGINAL_MESSAGE_ID,
+    dead_letter_message_id,
+)
 from handlers.plan import Settle
 from handlers.settlement import ActionsSettlement, run_settled
+from handlers.trigger import on_job_update_settled, received_sdk
+from standins.functions_host.settlement import ModelBindingData, encode_model_binding
 from tests.unit import test_lineage_and_copies as copies
 from tests.unit.test_handler_loop import error, ok
 from tests.unit.test_lineage_and_copies import FakeRequeue, inbound
@@ -241,3 +254,43 @@ async def test_a_transient_without_copies_is_abandoned_by_run_settled(handler_fo
     with pytest.raises(RetryLater):
         await run_settled(settlement, handler.handle(inbound(), None, settlement))
     assert actions.calls == [("abandon", MESSAGE)] and publisher.events == []
+
+
+# --- the trigger's adapter for the extension's message -----------------------------------
+
+
+def sdk_message(message_id: str, properties: dict[str, Any], body: bytes = b"{}") -> Any:
+    """An azure-servicebus message as the extension decodes it from model binding data."""
+    millis = int(datetime(2026, 1, 1, 12, 0, tzinfo=UTC).timestamp() * 1000)
+    amqp = Message(
+        header=Header(delivery_count=3),
+        message_annotations={b"x-opt-enqueued-time": millis},
+        properties=Properties(message_id=message_id, content_type=b"application/json", subject=b"s"),
+        application_properties=properties,
+        data=[body],
+    )
+    datum = Datum(ModelBindingData(encode_model_binding(amqp, uuid.uuid4())), "model_binding_data")
+    return servicebus.ServiceBusConverter.decode(
+        datum, trigger_metadata={}, pytype=servicebus.ServiceBusReceivedMessage
+    )
+
+
+def test_the_extensions_message_adapts_like_the_functions_one() -> None:
+    envelope, got = received_sdk(sdk_message("m-7", {"traceparent": "00-ab-cd-01", "n": 5}, b'{"a": 1}'))
+    assert (got.message_id, got.body, got.copy) == ("m-7", b'{"a": 1}', 0)
+    assert got.delivery_count == 1  # the extension loses the header: read as the first delivery
+    assert got.enqueued_at is not None and got.enqueued_at.year == 2026
+    assert envelope.application_properties == {"traceparent": "00-ab-cd-01", "n": 5}  # str keys
+    assert (envelope.content_type, envelope.subject) == ("application/json", "s")
+
+
+async def test_an_old_dead_letter_copy_is_dead_lettered_with_its_own_reason() -> None:
+    properties = {
+        ORIGINAL_MESSAGE_ID: "m-1",
+        DEAD_LETTER_REASON: "ServerBusy",
+        DEAD_LETTER_DESCRIPTION: "why",
+    }
+    message = sdk_message(dead_letter_message_id("m-1"), properties)
+    actions = FakeActions()
+    await on_job_update_settled(message, actions)  # no runtime: no Batch call, no event
+    assert actions.calls == [("deadletter", message, "ServerBusy", "why")]
