@@ -6,7 +6,9 @@ Every decision is the plan's (`plan.py`); this loop only does the I/O between
 them: the Batch calls, the publish, the log line. Settling follows `Done.settle`:
 return (the host completes the message), or raise `RetryLater` (the host abandons
 it and Service Bus redelivers it; on the last delivery `given-up` is published
-first, so the outcome stream stays complete).
+first, so the outcome stream stays complete). With explicit settlement
+(`JOB_UPDATES_SETTLEMENT=actions`) the same points call `settlement.settle(...)`
+(`settlement.py`): complete, or dead-letter with the plan's reason.
 """
 
 from __future__ import annotations

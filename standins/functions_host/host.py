@@ -221,6 +221,7 @@ class LocalFunctionsHost:
         self.settlement_arg = _settlement_arg(self.user_function, self.arg_name)
         self.auto_complete = binding.get("autoCompleteMessages", True) is not False
         self.settlement: Any = None  # settlement.SettlementServer while run() runs, in that mode
+        self._trigger_type = inspect.get_annotations(self.user_function, eval_str=True).get(self.arg_name)
         self.unsettled = 0  # explicit settlement only: invocations that left their message locked
         self.options = options or HostOptions()
         # One client for the host: it holds no connection of its own (each receiver opens its
@@ -420,10 +421,9 @@ class LocalFunctionsHost:
         from standins.functions_host import settlement
 
         token = self.settlement.hold(receiver, message, lambda: _link_of(receiver) is link)
-        annotation = inspect.get_annotations(self.user_function, eval_str=True).get(self.arg_name)
         try:
             args = {
-                self.arg_name: settlement.decode_trigger(message, annotation),
+                self.arg_name: settlement.decode_trigger(message, self._trigger_type),
                 str(self.settlement_arg): settlement.settlement_client(),
             }
             await self.user_function(**args)
