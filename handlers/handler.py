@@ -6,7 +6,9 @@ Every decision is the plan's (`plan.py`); this loop only does the I/O between
 them: the Batch calls, the publish, the log line. Settling follows `Done.settle`:
 return (the host completes the message), or raise `RetryLater` (the host abandons
 it and Service Bus redelivers it; on the last delivery `given-up` is published
-first, so the outcome stream stays complete).
+first, so the outcome stream stays complete). With explicit settlement
+(`JOB_UPDATES_SETTLEMENT=actions`) the same points call `settlement.settle(...)`
+(`settlement.py`): complete, or dead-letter with the plan's reason.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from handlers.publisher import Publisher
 from handlers.redaction import redact_text
 from handlers.requeue import Envelope, Requeue
 from handlers.settings import Settings
+from handlers.settlement import Settlement
 
 __all__ = ["Inbound", "JobUpdateHandler", "RetryLater", "policy_from"]
 
@@ -86,8 +89,12 @@ class JobUpdateHandler:
         self.requeue = requeue
         self.clock = clock
 
-    async def handle(self, inbound: Inbound, envelope: Envelope | None = None) -> Result:
-        """Returns: the host completes the message. Raises RetryLater: it abandons it."""
+    async def handle(
+        self, inbound: Inbound, envelope: Envelope | None = None, settlement: Settlement | None = None
+    ) -> Result:
+        """Returns: the host completes the message. Raises RetryLater: it abandons it.
+        With `settlement` (explicit settlement) the handler completes or dead-letters
+        through it; what raises is abandoned by the caller (`settlement.run_settled`)."""
         started = time.perf_counter()
         try:
             done = await self._run(inbound)
@@ -98,14 +105,24 @@ class JobUpdateHandler:
         self._log(done, inbound, duration_ms)
         if done.settle is Settle.reschedule:
             await self._schedule_copy(done, inbound, envelope or _envelope_of(inbound))
+            if settlement is not None:
+                await settlement.settle(Settle.reschedule)
             return done.result  # the copy carries the message on; this one is complete
         if done.settle is not Settle.retry:
             event = build_event(done.result, inbound.key, duration_ms=duration_ms, now=self.clock())
             await self._publish(event, last=inbound.delivery_count >= self.policy.max_delivery_count)
         if done.settle is Settle.complete:
+            if settlement is not None:
+                await settlement.settle(Settle.complete)
             return done.result
         reason = done.result.error.code if done.result.error else done.result.outcome.value
         if done.settle is Settle.give_up:
+            if settlement is not None:  # the DLQ entry itself says why: no dead-letter copy
+                why, description = dead_letter_reason(
+                    done.result, inbound, self.clock(), envelope.lineage.attempts if envelope else 0
+                )
+                await settlement.settle(Settle.give_up, reason=why, description=description)
+                return done.result
             if self.requeue is not None:
                 await self._dead_letter(done, inbound, envelope or _envelope_of(inbound))
                 return done.result

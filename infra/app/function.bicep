@@ -75,6 +75,10 @@ param jobUpdatesSessionsEnabled bool = false
 @description('Retries off the lock through scheduled copies on the queue (JOB_UPDATES_SCHEDULED_RETRIES).')
 param scheduledRetries bool = true
 
+@description('Who settles trigger messages (JOB_UPDATES_SETTLEMENT): host (GA trigger) or actions (settlement extension; needs requirements-settlement.txt and host.json autoCompleteMessages false, docs/host.md).')
+@allowed(['host', 'actions'])
+param settlement string = 'host'
+
 @description('The trigger queue\'s maxDeliveryCount (same value as in servicebus.bicep).')
 @minValue(1)
 @maxValue(2000)
@@ -215,6 +219,10 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'JOB_UPDATES_SCHEDULED_RETRIES'
           value: scheduledRetries ? 'true' : 'false'
+        }
+        {
+          name: 'JOB_UPDATES_SETTLEMENT'
+          value: settlement
         }
         {
           name: 'OUTCOME_TOPIC'
