@@ -110,8 +110,7 @@ class JobUpdateHandler:
             log.exception("job-update handling failed unexpectedly (messageId=%s)", redact_text(inbound.key))
             done = internal_error(inbound, self.policy, unexpected, self.clock())
         duration_ms = (time.perf_counter() - started) * 1000
-        self._log(done, inbound, duration_ms)
-        if trace is not None:
+        if trace is not None:  # first: the log line below then carries the job id too
             result = done.result
             trace.finish(
                 outcome=_LOGGED.get(done.settle, result.outcome.value),
@@ -122,6 +121,7 @@ class JobUpdateHandler:
                 http_status=result.http_status,
                 duration_s=duration_ms / 1000,
             )
+        self._log(done, inbound, duration_ms)
         if done.settle is Settle.reschedule:
             await self._schedule_copy(done, inbound, envelope or _envelope_of(inbound))
             return done.result  # the copy carries the message on; this one is complete

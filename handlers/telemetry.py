@@ -322,9 +322,11 @@ def publish_span(*, topic: str) -> Iterator[Span]:
         try:
             yield span
         except BaseException as exc:
-            span.set_attribute(ATTR_ERROR_TYPE, type(exc).__name__)
+            # The handler wraps the publisher's error in RetryLater: name the cause.
+            kind = type(exc.__cause__ or exc).__name__
+            span.set_attribute(ATTR_ERROR_TYPE, kind)
             span.set_status(trace.StatusCode.ERROR)
-            _get().publish_failures.add(1, {ATTR_ERROR_TYPE: type(exc).__name__})
+            _get().publish_failures.add(1, {ATTR_ERROR_TYPE: kind})
             raise
 
 
