@@ -87,6 +87,16 @@ METRIC_THROTTLE_WAIT = "jobupdate.batch.throttle_wait"  # histogram (s); ATTR_WA
 METRIC_DURATION = "jobupdate.handling.duration"  # histogram (s); ATTR_OUTCOME
 METRIC_PUBLISH_FAILURES = "jobupdate.publish.failures"  # counter
 THROTTLED_STATUS = 429
+# The attributes each metric's points may carry (tests check the code records no other,
+# and that infra/app/alerts.bicep filters only on these).
+METRIC_ATTRIBUTES: dict[str, frozenset[str]] = {
+    METRIC_MESSAGES: frozenset({ATTR_OUTCOME}),
+    METRIC_BATCH_RESPONSES: frozenset({ATTR_HTTP_STATUS, ATTR_ERROR_TYPE}),
+    METRIC_BATCH_RETRIES: frozenset(),
+    METRIC_THROTTLE_WAIT: frozenset({ATTR_WAIT_REASON}),
+    METRIC_DURATION: frozenset({ATTR_OUTCOME}),
+    METRIC_PUBLISH_FAILURES: frozenset({ATTR_ERROR_TYPE}),
+}
 
 # Wait reasons (ATTR_WAIT_REASON).
 WAIT_RETRY_AFTER = "retry-after"

@@ -44,11 +44,13 @@ from handlers.outcomes import Outcome
 from handlers.publisher import to_service_bus_message
 from handlers.requeue import Envelope
 from handlers.wire import client_request_id_for
+from tests.infra.test_alert_contract import alert_queries
 from tests.unit.test_handler_loop import (
     MAX_DELIVERIES,
     PRIORITY,
     TOKEN,
     Factory,
+    connect_error,
     error,
     inbound,
     ok,
@@ -83,6 +85,26 @@ class Otel:
 
     def named(self, name: str) -> list[ReadableSpan]:
         return [s for s in self.finished() if s.name == name]
+
+    def all_points(self) -> dict[str, list[dict[str, Any]]]:
+        data = self.metrics.get_metrics_data()
+        out: dict[str, list[dict[str, Any]]] = {}
+        if data is None:
+            return out
+        for resource in data.resource_metrics:
+            for scope in resource.scope_metrics:
+                for m in scope.metrics:
+                    out.setdefault(m.name, []).extend(dict(p.attributes or {}) for p in m.data.data_points)
+        return out
+
+    def alert_sum(self, variable: str) -> float:
+        """What an alert query of infra/app/alerts.bicep would sum over these points."""
+        (query,) = [q for q in alert_queries() if q.variable == variable]
+        total = 0.0
+        for labels, value in self.points(query.metric):
+            if all(str(labels.get(k)) == v for k, v in query.dimensions.items()):
+                total += value
+        return total
 
     def points(self, metric: str) -> list[tuple[dict[str, Any], Any]]:
         """(attributes, value) of every data point of `metric`: a sum's value, a histogram's count."""
@@ -224,6 +246,7 @@ async def test_throttled_then_applied_two_attempts_one_retry_one_wait(rig: Facto
     assert otel.points(telemetry.METRIC_BATCH_RETRIES) == [({}, 1)]
     ((labels, wait),) = otel.points(telemetry.METRIC_THROTTLE_WAIT)
     assert labels == {telemetry.ATTR_WAIT_REASON: telemetry.WAIT_RETRY_AFTER} and wait.count == 1
+    assert otel.alert_sum("throttleQuery") == 1  # alert 3 sees the 429 the handler recovered from
 
 
 async def test_throttled_under_flow_control_the_account_pause_is_a_wait_span(
@@ -289,6 +312,22 @@ async def test_a_failed_publish_is_counted_and_still_raises(rig: Factory, otel: 
     assert otel.points(telemetry.METRIC_PUBLISH_FAILURES) == [
         ({telemetry.ATTR_ERROR_TYPE: "ConnectionError"}, 1)
     ]
+    assert otel.alert_sum("publishFailureQuery") == 1
+
+
+async def test_metrics_carry_only_the_attributes_the_alert_contract_names(rig: Factory, otel: Otel) -> None:
+    r = rig(error(429, "TooManyRequests", retry_after="0"), connect_error(), ok())
+    await r.handler.handle(inbound(PRIORITY))
+    r.publisher.fail_with = ConnectionError("topic down")
+    r2 = rig()
+    r2.publisher.fail_with = ConnectionError("topic down")
+    with pytest.raises(RetryLater):
+        await r2.handler.handle(inbound({"update": {"priorty": 5}}, message_id="m-2"))
+    emitted = otel.all_points()
+    assert set(emitted) == set(telemetry.METRIC_ATTRIBUTES)  # every instrument was exercised
+    for metric, points in emitted.items():
+        for labels in points:
+            assert set(labels) <= telemetry.METRIC_ATTRIBUTES[metric], (metric, labels)
 
 
 # --- propagation in ----------------------------------------------------------------------
