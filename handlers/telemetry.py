@@ -3,9 +3,9 @@
 One trace per message:
 
     process job-updates            CONSUMER  the handling span (parent: the message's traceparent)
+    |- batch token                 INTERNAL  only when the token cache fetches (not per request)
     |- flow-control wait           INTERNAL  only when the account's gate made it wait
     |- PATCH / GET                 CLIENT    one per Batch attempt (HTTP semantic conventions)
-    |  `- batch token              INTERNAL  only when the token cache fetches (inside an attempt)
     `- send job-outcomes           PRODUCER  the publish; its context goes out on the event
 
 Off by default (`ENABLED` is False): the I/O modules check the flag once per message
@@ -329,16 +329,18 @@ def publish_span(*, topic: str) -> Iterator[Span]:
             ATTR_MESSAGING_DESTINATION: topic,
         },
     )
-    with trace.use_span(span, end_on_exit=True, record_exception=False, set_status_on_exception=False):
-        try:
-            yield span
-        except BaseException as exc:
-            # The handler wraps the publisher's error in RetryLater: name the cause.
-            kind = type(exc.__cause__ or exc).__name__
-            span.set_attribute(ATTR_ERROR_TYPE, kind)
-            span.set_status(trace.StatusCode.ERROR)
-            _get().publish_failures.add(1, {ATTR_ERROR_TYPE: kind})
-            raise
+    # Not made current (it has no children of ours): saves a context attach per message.
+    try:
+        yield span
+    except BaseException as exc:
+        # The handler wraps the publisher's error in RetryLater: name the cause.
+        kind = type(exc.__cause__ or exc).__name__
+        span.set_attribute(ATTR_ERROR_TYPE, kind)
+        span.set_status(trace.StatusCode.ERROR)
+        _get().publish_failures.add(1, {ATTR_ERROR_TYPE: kind})
+        raise
+    finally:
+        span.end()
 
 
 # --- Batch attempts, waits, token -------------------------------------------------------
@@ -371,8 +373,11 @@ def attempt_span(method: str, url: str, headers: Mapping[str, str], attempt: int
     except Exception:  # a malformed URL or a telemetry bug: the attempt goes ahead untraced
         log.debug("starting a Batch attempt span failed", exc_info=True)
         span = trace.INVALID_SPAN
-    with trace.use_span(span, end_on_exit=True, record_exception=False, set_status_on_exception=False):
+    # Not made current: a token fetched inside the attempt is the handling span's child.
+    try:
         yield span
+    finally:
+        span.end()
 
 
 def attempt_reply(span: Span, status: int, request_id: str | None, retry_after: float | None) -> None:
@@ -422,9 +427,9 @@ def flow_wait_span() -> Iterator[None]:
     started = time.perf_counter()
     span = _get().tracer.start_span(SPAN_FLOW_WAIT, kind=trace.SpanKind.INTERNAL)
     try:
-        with trace.use_span(span, end_on_exit=True, record_exception=False, set_status_on_exception=False):
-            yield
+        yield
     finally:
+        span.end()
         record_wait(time.perf_counter() - started, WAIT_FLOW_CONTROL)
 
 

@@ -162,7 +162,7 @@ async def test_applied_one_trace_continued_from_the_message_and_out_on_the_event
     assert {s.context.trace_id for s in otel.finished()} == {PRODUCER_TRACE}
     assert parent_id(handling) == PRODUCER_SPAN
     assert parent_id(patch) == handling.context.span_id
-    assert parent_id(token) == patch.context.span_id  # the token is fetched inside the attempt
+    assert parent_id(token) == handling.context.span_id  # fetched inside the attempt, a sibling
     assert parent_id(publish) == handling.context.span_id
     assert (handling.kind, patch.kind, publish.kind) == (
         SpanKind.CONSUMER,
