@@ -86,7 +86,11 @@ class Credential:
         return None
 
 
-REPLY_HEADERS = {"ETag": "0x8DD0000000000B2", "Last-Modified": "Thu, 01 Jan 2026 12:00:01 GMT", "request-id": "r"}
+REPLY_HEADERS = {
+    "ETag": "0x8DD0000000000B2",
+    "Last-Modified": "Thu, 01 Jan 2026 12:00:01 GMT",
+    "request-id": "r",
+}
 
 
 async def batch(request: httpx.Request) -> httpx.Response:
@@ -99,7 +103,9 @@ def make_handler() -> JobUpdateHandler:
         ServiceBusConnection__fullyQualifiedNamespace="unused.servicebus.windows.net",
     )
     auth = BatchAuth(settings.allowed_endpoints, tokens=TokenCache(Credential(), settings.token_scope))  # type: ignore[arg-type]
-    http = httpx.AsyncClient(transport=httpx.MockTransport(batch), auth=auth, follow_redirects=False, trust_env=False)
+    http = httpx.AsyncClient(
+        transport=httpx.MockTransport(batch), auth=auth, follow_redirects=False, trust_env=False
+    )
     http._cookies = NoCookies()  # as handlers.batch_client.make_http_client
     client = BatchClient(http, RetryPolicy())
     return JobUpdateHandler(settings, client, Dropping())  # type: ignore[arg-type]
@@ -129,7 +135,8 @@ def set_mode(mode: str) -> Any:
 
 
 BODIES = [
-    json.dumps({"schemaVersion": "1.0", "jobId": f"bench-{i}", "update": {"priority": 5}}).encode() for i in range(16)
+    json.dumps({"schemaVersion": "1.0", "jobId": f"bench-{i}", "update": {"priority": 5}}).encode()
+    for i in range(16)
 ]
 PARENT = {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
 
@@ -161,7 +168,10 @@ async def process_cpu(args: argparse.Namespace) -> dict[str, Any]:
     set_mode("off") if telemetry is not None else None
     await handler.batch.aclose()
     medians = {m: round(statistics.median(v), 1) for m, v in per_mode.items()}
-    out: dict[str, Any] = {"cpu_us_per_message": medians, "rounds": {m: [round(x, 1) for x in v] for m, v in per_mode.items()}}
+    out: dict[str, Any] = {
+        "cpu_us_per_message": medians,
+        "rounds": {m: [round(x, 1) for x in v] for m, v in per_mode.items()},
+    }
     if "off" in medians:
         out["added_us"] = {m: round(medians[m] - medians["off"], 1) for m in medians if m != "off"}
     return out
@@ -175,7 +185,13 @@ def callgrind(args: argparse.Namespace) -> dict[str, Any]:
         for n in (0, args.messages):
             with tempfile.TemporaryDirectory() as tmp:
                 out = os.path.join(tmp, "cg.out")
-                cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, __file__]
+                cmd = [
+                    "valgrind",
+                    "--tool=callgrind",
+                    f"--callgrind-out-file={out}",
+                    sys.executable,
+                    __file__,
+                ]
                 cmd += ["--modes", mode, "--messages", str(n), "--rounds", "1", "--no-warm", "--quiet"]
                 if args.root != HERE:
                     cmd += ["--root", str(args.root)]
@@ -186,12 +202,16 @@ def callgrind(args: argparse.Namespace) -> dict[str, Any]:
         result[mode] = round((counts[1] - counts[0]) / args.messages)
     out: dict[str, Any] = {"instructions_per_message": result}
     if "off" in result:
-        out["added_percent"] = {m: round(100 * (result[m] / result["off"] - 1), 1) for m in result if m != "off"}
+        out["added_percent"] = {
+            m: round(100 * (result[m] / result["off"] - 1), 1) for m in result if m != "off"
+        }
     return out
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--messages", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=5)

@@ -288,10 +288,18 @@ def handling_span(
     try:
         instruments = _get()
         parent = parent_from(properties)
+        links = None
+        if parent is not None:
+            # The producer's trace wins; the invocation's own context (the host's span,
+            # attached by the worker) stays reachable as a link.
+            invocation = trace.get_current_span().get_span_context()
+            if invocation.is_valid:
+                links = [trace.Link(invocation)]
         safe_id = redact_text(message_id)
         span = instruments.tracer.start_span(
             SPAN_HANDLE,
             context=parent,
+            links=links,
             kind=trace.SpanKind.CONSUMER,
             attributes={
                 ATTR_MESSAGING_SYSTEM: "servicebus",

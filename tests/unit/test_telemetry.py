@@ -367,6 +367,15 @@ async def test_without_a_message_parent_the_invocation_context_is_continued(rig:
     assert parent_id(otel.one(telemetry.SPAN_HANDLE)) == outer.get_span_context().span_id
 
 
+async def test_with_a_message_parent_the_invocation_context_is_a_link(rig: Factory, otel: Otel) -> None:
+    r = rig(ok())
+    with TracerProvider().get_tracer("host").start_as_current_span("invocation") as outer:
+        await r.handler.handle(inbound(PRIORITY), envelope({"traceparent": PRODUCER_TRACEPARENT}))
+    handling = otel.one(telemetry.SPAN_HANDLE)
+    assert parent_id(handling) == PRODUCER_SPAN
+    assert [link.context.span_id for link in handling.links] == [outer.get_span_context().span_id]
+
+
 # --- off: nothing ---------------------------------------------------------------------------
 
 
