@@ -253,18 +253,18 @@ class HandlingTrace:
         duration_s: float,
     ) -> None:
         try:
-            span = self.span
-            span.set_attribute(ATTR_OUTCOME, outcome)
-            span.set_attribute(ATTR_ATTEMPTS, attempts)
+            # One set_attributes call: the SDK takes its lock and builds a dict per call.
+            attributes: dict[str, str | int] = {ATTR_OUTCOME: outcome, ATTR_ATTEMPTS: attempts}
             if job_id is not None:
-                span.set_attribute(ATTR_JOB_ID, job_id)
+                attributes[ATTR_JOB_ID] = job_id
                 _message_ids.set((_message_ids.get()[0], job_id))  # reset when the span ends
             if account is not None:
-                span.set_attribute(ATTR_ACCOUNT, redact_text(account))
+                attributes[ATTR_ACCOUNT] = redact_text(account)
             if error_code is not None:
-                span.set_attribute(ATTR_ERROR_CODE, redact_text(error_code))
+                attributes[ATTR_ERROR_CODE] = redact_text(error_code)
             if http_status is not None:
-                span.set_attribute(ATTR_HTTP_STATUS, http_status)
+                attributes[ATTR_HTTP_STATUS] = http_status
+            self.span.set_attributes(attributes)
             instruments = _get()
             labels = {ATTR_OUTCOME: outcome}
             instruments.messages.add(1, labels)
@@ -392,15 +392,16 @@ def attempt_reply(span: Span, status: int, request_id: str | None, retry_after: 
     try:
         from opentelemetry import trace
 
-        span.set_attribute(ATTR_HTTP_STATUS, status)
+        attributes: dict[str, str | int | float] = {ATTR_HTTP_STATUS: status}
         if request_id:
-            span.set_attribute(ATTR_REQUEST_ID, redact_text(request_id))
+            attributes[ATTR_REQUEST_ID] = redact_text(request_id)
         if retry_after is not None:
-            span.set_attribute(ATTR_RETRY_AFTER, retry_after)
+            attributes[ATTR_RETRY_AFTER] = retry_after
         if status >= 400:
             # HTTP semconv: error.type is the status code as a string for 4xx/5xx.
-            span.set_attribute(ATTR_ERROR_TYPE, str(status))
+            attributes[ATTR_ERROR_TYPE] = str(status)
             span.set_status(trace.StatusCode.ERROR)
+        span.set_attributes(attributes)
         _get().responses.add(1, {ATTR_HTTP_STATUS: status})
     except Exception:
         log.debug("recording a Batch reply failed", exc_info=True)
