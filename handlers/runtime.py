@@ -12,6 +12,7 @@ import asyncio
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.servicebus.aio import ServiceBusClient
 
+from handlers import telemetry
 from handlers.auth import BatchAuth, SharedKey, TokenCache
 from handlers.batch_client import BatchClient, RetryPolicy, make_http_client
 from handlers.flow_control import FlowControl
@@ -93,6 +94,8 @@ class Runtime:
             client = make_servicebus_client(settings, credential)
             publisher = make_publisher(settings, client)
             requeue = make_requeue(settings, client)
+        if settings.telemetry_enabled and not telemetry.ENABLED:
+            telemetry.enable()  # the global providers: the worker's Azure Monitor distro
         handler = JobUpdateHandler(settings, batch, publisher, requeue=requeue)
         return cls(settings, handler, credential)
 

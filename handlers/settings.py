@@ -109,6 +109,12 @@ class Settings(BaseSettings):
     # (docs/flow-control.md). false: each message retries on its own, as before.
     flow_control: bool = Field(True, alias="BATCH_FLOW_CONTROL")
 
+    # --- Telemetry (docs/telemetry.md) ---------------------------------------------
+    # The Python worker's own switch: true, and it configures the Azure Monitor
+    # OpenTelemetry distro (with host.json `telemetryMode: OpenTelemetry`); the handler
+    # then makes its spans and metrics (handlers/telemetry.py). false: none are made.
+    telemetry_enabled: bool = Field(False, alias="PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY")
+
     @field_validator("allowed_endpoints", mode="before")
     @classmethod
     def _split_endpoints(cls, value: object, info: ValidationInfo) -> object:
@@ -163,6 +169,9 @@ HOST_SETTINGS = (
     "ServiceBusConnection__clientId",
     "APPLICATIONINSIGHTS_CONNECTION_STRING",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+    # Read by the distro: its automatic httpx/urllib instrumentation would duplicate
+    # the handler's Batch spans (and record URLs it does not redact).
+    "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS",
 )
 
 

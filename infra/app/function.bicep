@@ -187,6 +187,16 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
           name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
           value: 'ClientId=${identityClientId};Authorization=AAD'
         }
+        // --- OpenTelemetry (docs/telemetry.md): the worker configures the Azure Monitor
+        // distro (host.json telemetryMode: OpenTelemetry); the handler adds its spans.
+        {
+          name: 'PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY'
+          value: 'true'
+        }
+        {
+          name: 'OTEL_PYTHON_DISABLED_INSTRUMENTATIONS'
+          value: 'httpx,urllib,urllib3,requests'
+        }
         // --- Service Bus trigger connection and the outcome publisher ------------
         {
           name: 'ServiceBusConnection__fullyQualifiedNamespace'
