@@ -501,7 +501,14 @@ def configure_local_logging(level: int) -> None:
 
 def setup_local() -> None:
     """Local runs: an SDK tracer and meter with no exporter, so the logs carry real
-    trace and span ids and the code paths are the ones Azure runs."""
+    trace and span ids and the code paths are the ones Azure runs.
+
+    `OTEL_SDK_DISABLED=true` (OpenTelemetry's own switch) leaves telemetry off, for
+    runs that measure the function's own cost."""
+    import os
+
+    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return
     from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
     from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 

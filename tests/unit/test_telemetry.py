@@ -539,3 +539,16 @@ def test_message_ids_with_credentials_never_reach_the_handling_span(
 def test_public_url_never_keeps_a_query(url: str) -> None:
     assert "?" not in telemetry.public_url(url)
     assert telemetry.public_url(url) == url.split("?", 1)[0].split("#", 1)[0]
+
+
+def test_local_runs_honour_otel_sdk_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
+    telemetry.disable()
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    telemetry.setup_local()
+    assert telemetry.ENABLED is False
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "false")
+    telemetry.setup_local()
+    try:
+        assert telemetry.ENABLED is True
+    finally:
+        telemetry.disable()
