@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 PY = VENV / "bin" / "python"
 STAMP = VENV / ".requirements.sha256"
-REQUIREMENTS = ("requirements.txt", "requirements-dev.txt")
+# Every file requirements-dev.txt pulls in: a change to any of them reinstalls.
+REQUIREMENTS = ("requirements.txt", "requirements-dev.txt", "requirements-settlement.txt")
 
 
 def _requirements_digest() -> str:

@@ -22,6 +22,7 @@ import httpx
 from azure.core.credentials import AccessTokenInfo
 from azure.core.credentials_async import AsyncSupportsTokenInfo, AsyncTokenCredential
 
+from handlers import telemetry
 from handlers.endpoints import EndpointError
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,12 @@ class TokenCache:
         return fresh.token
 
     async def _fetch(self, *, claims: str | None = None) -> AccessTokenInfo:
+        if telemetry.ENABLED:  # a span per fetch, none per cached token
+            with telemetry.token_span():
+                return await self._fetch_token(claims)
+        return await self._fetch_token(claims)
+
+    async def _fetch_token(self, claims: str | None) -> AccessTokenInfo:
         get_token_info = getattr(self._credential, "get_token_info", None)
         if get_token_info is not None:
             options = {"claims": claims} if claims is not None else None

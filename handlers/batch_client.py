@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import httpx
 from azure.core.exceptions import ClientAuthenticationError
 
+from handlers import telemetry
 from handlers.auth import BatchAuth
 from handlers.flow import Signal, signal_of
 from handlers.flow_control import AccountGate, FlowControl
@@ -121,6 +122,18 @@ class BatchClient:
             return f"TokenUnavailable: {type(exc).__name__}"
         return reply_from(response.status_code, response.headers.raw, response.content)
 
+    async def _traced_once(
+        self, request: BatchRequest, attempt: int, attempt_timeout: float
+    ) -> BatchReply | str:
+        """`send_once` inside its HTTP client span (telemetry on)."""
+        with telemetry.attempt_span(request.method, request.url, request.headers, attempt) as span:
+            got = await self.send_once(request, attempt_timeout=attempt_timeout)
+            if isinstance(got, BatchReply):
+                telemetry.attempt_reply(span, got.status, got.request_id, got.retry_after)
+            else:
+                telemetry.attempt_failed(span, got)
+            return got
+
     async def send(self, request: BatchRequest, *, deadline: float, max_wait: float | None = None) -> Sent:
         """Send, retrying transient failures until `deadline` (time.monotonic()).
 
@@ -136,6 +149,7 @@ class BatchClient:
         if self.flow is not None:
             return await self._send_gated(request, deadline, self.flow.gate(request.url), max_wait)
         policy = self.policy
+        traced = telemetry.ENABLED  # checked once per send: off, no span is made
         attempts = 0
         last: BatchReply | None = None
         failure = "no time left in the budget"
@@ -144,7 +158,12 @@ class BatchClient:
             if remaining <= MIN_ATTEMPT_SECONDS:
                 return Sent(last, attempts, failure)
             attempts += 1
-            got = await self.send_once(request, attempt_timeout=min(policy.attempt_timeout, remaining))
+            timeout = min(policy.attempt_timeout, remaining)
+            got = await (
+                self._traced_once(request, attempts, timeout)
+                if traced
+                else self.send_once(request, attempt_timeout=timeout)
+            )
             if isinstance(got, BatchReply):
                 if got.status not in RETRYABLE_STATUS:
                     return Sent(got, attempts)
@@ -158,6 +177,8 @@ class BatchClient:
                 return Sent(last, attempts, failure)
             if time.monotonic() + wait + MIN_ATTEMPT_SECONDS >= deadline:
                 return Sent(last, attempts, failure)
+            if traced and isinstance(got, BatchReply) and got.retry_after is not None:
+                telemetry.record_wait(wait, telemetry.WAIT_RETRY_AFTER)
             await asyncio.sleep(wait)
 
     async def _send_gated(
@@ -170,6 +191,7 @@ class BatchClient:
         instead of sleeping on its own; other retries back off as before.
         """
         policy = self.policy
+        traced = telemetry.ENABLED
         attempts = 0
         last: BatchReply | None = None
         failure = "no time left in the budget"
@@ -182,7 +204,11 @@ class BatchClient:
                 until = deadline - MIN_ATTEMPT_SECONDS
                 if max_wait is not None:  # a long pause is waited off the lock instead
                     until = min(until, now + max_wait)
-                ticket = await gate.acquire(until)
+                if traced:
+                    with telemetry.flow_wait_span():
+                        ticket = await gate.acquire(until)
+                else:
+                    ticket = await gate.acquire(until)
                 now = time.monotonic()
                 waited += now - before
             if ticket is None:
@@ -196,7 +222,12 @@ class BatchClient:
             attempts += 1
             signal, retry_after = Signal.neutral, None
             try:
-                got = await self.send_once(request, attempt_timeout=min(policy.attempt_timeout, remaining))
+                timeout = min(policy.attempt_timeout, remaining)
+                got = await (
+                    self._traced_once(request, attempts, timeout)
+                    if traced
+                    else self.send_once(request, attempt_timeout=timeout)
+                )
                 if isinstance(got, BatchReply):
                     signal, retry_after = signal_of(got.status), got.retry_after
             finally:  # also on cancellation: a slot must never leak
@@ -218,6 +249,8 @@ class BatchClient:
                 return Sent(last, attempts, failure, waited)
             if time.monotonic() + wait + MIN_ATTEMPT_SECONDS >= deadline:
                 return Sent(last, attempts, failure, waited)
+            if traced and retry_after is not None:
+                telemetry.record_wait(wait, telemetry.WAIT_RETRY_AFTER)
             await asyncio.sleep(wait)
 
     async def aclose(self) -> None:

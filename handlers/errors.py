@@ -7,6 +7,8 @@
     │                              allow-list entry (settings, `check`), a message endpoint
     │                              not listed, or a request the auth flow refuses to sign
     ├── UsageError                 a bad command-line option or input file (`check`: exit 2)
+    ├── AlreadySettled             explicit settlement (JOB_UPDATES_SETTLEMENT=actions) asked
+    │                              to settle a message a second time: a bug, never sent
     └── RetryLater                 raised to the Functions host: abandon the message so
         │                          Service Bus redelivers it. On the last delivery the
         │                          `given-up` event has been published before it is raised.
@@ -24,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "AlreadySettled",
     "DeadLetterPending",
     "EndpointError",
     "InvalidMessage",
@@ -64,6 +67,10 @@ class EndpointError(JobUpdateError, ValueError):
 
 class UsageError(JobUpdateError):
     """A command-line option or input the tools cannot use."""
+
+
+class AlreadySettled(JobUpdateError):
+    """A second settlement of one message (explicit settlement only): refused, not sent."""
 
 
 class RetryLater(JobUpdateError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -56,10 +57,15 @@ class OutcomeEvent:
     account: str | None
     http_status: int | None
     error_code: str | None
+    # --- trace context (docs/telemetry.md): the publish span's W3C traceparent, or None
+    traceparent: str | None = None
 
     def application_properties(self) -> dict[str, str | int]:
-        """Properties subscriptions filter on with SQL rules."""
+        """Properties subscriptions filter on with SQL rules (and, with a trace, the
+        `Diagnostic-Id` the Service Bus SDKs continue a trace from)."""
         props: dict[str, str | int] = {"outcome": self.outcome.value}
+        if self.traceparent is not None:
+            props["Diagnostic-Id"] = self.traceparent
         if self.job_id is not None:
             props["jobId"] = self.job_id
         if self.account is not None:
@@ -211,8 +217,15 @@ def account_of(endpoint: str | None) -> str | None:
 
 
 def build_event(
-    result: Result, message_id: str, *, duration_ms: float = 0.0, now: datetime | None = None
+    result: Result,
+    message_id: str,
+    *,
+    duration_ms: float = 0.0,
+    now: datetime | None = None,
+    trace_context: Mapping[str, str] | None = None,
 ) -> OutcomeEvent:
+    """`trace_context`: `traceparent` (and `tracestate`) to carry as the CloudEvents
+    distributed-tracing extension (top-level attributes)."""
     source = (
         f"{result.endpoint}/jobs/{result.job_id}"
         if result.endpoint and result.job_id
@@ -231,6 +244,11 @@ def build_event(
     }
     if result.job_id:
         attributes["subject"] = result.job_id
+    traceparent = trace_context.get("traceparent") if trace_context else None
+    if traceparent:  # --- trace context
+        attributes["traceparent"] = traceparent
+        if trace_context and trace_context.get("tracestate"):
+            attributes["tracestate"] = trace_context["tracestate"]
     # Structured-mode JSON written directly: every attribute is ours and well-formed
     # by construction, so the cloudevents SDK's per-event validation (half the cost of
     # an event, docs/performance.md) buys nothing here; tests read it back with the SDK.
@@ -255,4 +273,5 @@ def build_event(
         account=account_of(result.endpoint),
         http_status=result.http_status,
         error_code=result.error.code if result.error else None,
+        traceparent=traceparent,
     )

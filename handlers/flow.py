@@ -67,15 +67,14 @@ class FlowState:
     in_flight: int = 0
     issued: int = 0  # tickets handed out so far; a request's ticket is its number
     recover: int = 0  # throttling of tickets below this is the round already cut
-    paused_until: float = 0.0  # no request starts before this (monotonic seconds)
+    # No request starts before this (monotonic seconds). -inf, not 0: the monotonic
+    # clock's reference point is undefined, so 0 could lie in the future.
+    paused_until: float = float("-inf")
     cuts: int = 0  # decreases so far (for the report)
 
     @classmethod
     def initial(cls, params: FlowParams) -> FlowState:
         return cls(limit=params.initial_limit)
-
-    def can_start(self, now: float) -> bool:
-        return now >= self.paused_until and self.in_flight < self.limit
 
 
 def start(state: FlowState, now: float) -> FlowState | None:
@@ -102,13 +101,13 @@ def finish(
     paused_until = state.paused_until
     if signal is Signal.ok:
         # Only grow while the limit was the constraint: the window was full.
-        if state.in_flight >= limit and limit < params.max_limit:
+        if state.in_flight >= limit:
             limit = min(params.max_limit, limit + params.increase / limit)
     elif signal is Signal.throttled:
         if ticket >= recover:  # the first throttling of a new round
             limit = max(params.min_limit, limit * params.decrease)
             recover = state.issued
             cuts += 1
-        if retry_after is not None and now + retry_after > paused_until:
-            paused_until = now + retry_after
+        if retry_after is not None:
+            paused_until = max(paused_until, now + retry_after)
     return FlowState(limit, in_flight, state.issued, recover, paused_until, cuts)

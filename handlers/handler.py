@@ -6,7 +6,9 @@ Every decision is the plan's (`plan.py`); this loop only does the I/O between
 them: the Batch calls, the publish, the log line. Settling follows `Done.settle`:
 return (the host completes the message), or raise `RetryLater` (the host abandons
 it and Service Bus redelivers it; on the last delivery `given-up` is published
-first, so the outcome stream stays complete).
+first, so the outcome stream stays complete). With explicit settlement
+(`JOB_UPDATES_SETTLEMENT=actions`) the same points call `settlement.settle(...)`
+(`settlement.py`): complete, or dead-letter with the plan's reason.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+from handlers import telemetry
 from handlers.batch_client import BatchClient
 from handlers.errors import RetryLater
-from handlers.events import OutcomeEvent, build_event
+from handlers.events import OutcomeEvent, account_of, build_event
 from handlers.lineage import Lineage
 from handlers.outcomes import Result
 from handlers.plan import (
@@ -40,6 +43,7 @@ from handlers.publisher import Publisher
 from handlers.redaction import redact_text
 from handlers.requeue import Envelope, Requeue
 from handlers.settings import Settings
+from handlers.settlement import Settlement
 
 __all__ = ["Inbound", "JobUpdateHandler", "RetryLater", "policy_from"]
 
@@ -86,8 +90,30 @@ class JobUpdateHandler:
         self.requeue = requeue
         self.clock = clock
 
-    async def handle(self, inbound: Inbound, envelope: Envelope | None = None) -> Result:
-        """Returns: the host completes the message. Raises RetryLater: it abandons it."""
+    async def handle(
+        self, inbound: Inbound, envelope: Envelope | None = None, settlement: Settlement | None = None
+    ) -> Result:
+        """Returns: the host completes the message. Raises RetryLater: it abandons it.
+        With `settlement` (explicit settlement) the handler completes or dead-letters
+        through it; what raises is abandoned by the caller (`settlement.run_settled`)."""
+        if not telemetry.ENABLED:  # the one check per message: off, no span exists
+            return await self._handle(inbound, envelope, settlement, None)
+        with telemetry.handling_span(
+            message_id=inbound.key,
+            delivery_count=inbound.delivery_count,
+            copy=inbound.copy,
+            queue=self.settings.job_updates_queue,
+            properties=envelope.application_properties if envelope is not None else None,
+        ) as trace:
+            return await self._handle(inbound, envelope, settlement, trace)
+
+    async def _handle(
+        self,
+        inbound: Inbound,
+        envelope: Envelope | None,
+        settlement: Settlement | None,
+        trace: telemetry.HandlingTrace | None,
+    ) -> Result:
         started = time.perf_counter()
         try:
             done = await self._run(inbound)
@@ -95,17 +121,42 @@ class JobUpdateHandler:
             log.exception("job-update handling failed unexpectedly (messageId=%s)", redact_text(inbound.key))
             done = internal_error(inbound, self.policy, unexpected, self.clock())
         duration_ms = (time.perf_counter() - started) * 1000
+        if trace is not None:  # first: the log line below then carries the job id too
+            result = done.result
+            trace.finish(
+                outcome=_LOGGED.get(done.settle, result.outcome.value),
+                job_id=result.job_id,
+                account=account_of(result.endpoint),
+                attempts=result.attempts,
+                error_code=result.error.code if result.error else None,
+                http_status=result.http_status,
+                duration_s=duration_ms / 1000,
+            )
         self._log(done, inbound, duration_ms)
         if done.settle is Settle.reschedule:
             await self._schedule_copy(done, inbound, envelope or _envelope_of(inbound))
+            if settlement is not None:
+                await settlement.settle(Settle.reschedule)
             return done.result  # the copy carries the message on; this one is complete
         if done.settle is not Settle.retry:
-            event = build_event(done.result, inbound.key, duration_ms=duration_ms, now=self.clock())
-            await self._publish(event, last=inbound.delivery_count >= self.policy.max_delivery_count)
+            last = inbound.delivery_count >= self.policy.max_delivery_count
+            if trace is None:
+                event = build_event(done.result, inbound.key, duration_ms=duration_ms, now=self.clock())
+                await self._publish(event, last=last)
+            else:
+                await self._publish_traced(done.result, inbound.key, duration_ms, last=last)
         if done.settle is Settle.complete:
+            if settlement is not None:
+                await settlement.settle(Settle.complete)
             return done.result
         reason = done.result.error.code if done.result.error else done.result.outcome.value
         if done.settle is Settle.give_up:
+            if settlement is not None:  # the DLQ entry itself says why: no dead-letter copy
+                why, description = dead_letter_reason(
+                    done.result, inbound, self.clock(), envelope.lineage.attempts if envelope else 0
+                )
+                await settlement.settle(Settle.give_up, reason=why, description=description)
+                return done.result
             if self.requeue is not None:
                 await self._dead_letter(done, inbound, envelope or _envelope_of(inbound))
                 return done.result
@@ -135,6 +186,14 @@ class JobUpdateHandler:
             # The given-up event is out; without the copy, redelivery runs the message again.
             log.warning("sending the dead-letter copy failed (%s); abandoning instead", type(exc).__name__)
             raise RetryLater("could not send the dead-letter copy") from exc
+
+    async def _publish_traced(self, result: Result, key: str, duration_ms: float, *, last: bool) -> None:
+        """The publish inside its span; the event carries that span's context out."""
+        with telemetry.publish_span(topic=self.settings.outcome_topic) as span:
+            context = telemetry.trace_headers(span)
+            event = build_event(result, key, duration_ms=duration_ms, now=self.clock(), trace_context=context)
+            telemetry.name_message(span, event.id)
+            await self._publish(event, last=last)
 
     async def _publish(self, event: OutcomeEvent, *, last: bool) -> None:
         """Publish; on the last delivery, keep trying for `publish_hold_seconds`.

@@ -17,6 +17,7 @@ from azure.core.credentials_async import AsyncTokenCredential
 from azure.identity.aio import ManagedIdentityCredential
 from azure.servicebus.aio import ServiceBusClient
 
+from handlers import telemetry
 from handlers.amqp_open import amqp_tls_context
 from handlers.auth import BatchAuth, SharedKey, TokenCache
 from handlers.batch_client import BatchClient, RetryPolicy, make_http_client
@@ -101,6 +102,8 @@ class Runtime:
             client = make_servicebus_client(settings, credential)
             publisher = make_publisher(settings, client)
             requeue = make_requeue(settings, client)
+        if settings.telemetry_enabled and not telemetry.ENABLED:
+            telemetry.enable()  # the global providers: the worker's Azure Monitor distro
         handler = JobUpdateHandler(settings, batch, publisher, requeue=requeue)
         return cls(settings, handler, credential)
 

@@ -30,6 +30,13 @@ class BatchAuthMode(StrEnum):
     shared_key = "sharedkey"
 
 
+class SettlementMode(StrEnum):
+    """Who settles the trigger's messages (docs/host.md, "Settlement")."""
+
+    host = "host"  # GA trigger: the host completes on return, abandons on raise
+    actions = "actions"  # the pre-release settlement extension: the function settles itself
+
+
 class Settings(BaseSettings):
     """Everything the function reads from its environment."""
 
@@ -57,6 +64,9 @@ class Settings(BaseSettings):
     # Across the original and all its copies, from the original's enqueue time.
     attempt_budget_seconds: float = Field(900.0, gt=0, le=86_400, alias="JOB_UPDATES_ATTEMPT_BUDGET_SECONDS")
     max_scheduled_copies: int = Field(50, ge=1, le=1000, alias="JOB_UPDATES_MAX_SCHEDULED_COPIES")
+    # `actions` needs requirements-settlement.txt deployed and host.json's
+    # autoCompleteMessages false (docs/host.md); the default deploy needs neither.
+    settlement: SettlementMode = Field(SettlementMode.host, alias="JOB_UPDATES_SETTLEMENT")
     outcome_topic: str = Field("job-outcomes", alias="OUTCOME_TOPIC")
     outcome_topic_requires_session: bool = Field(False, alias="OUTCOME_TOPIC_REQUIRES_SESSION")
     # On the last delivery a failed publish is retried in place this long, so that
@@ -98,6 +108,12 @@ class Settings(BaseSettings):
     # Per-account adaptive concurrency and Retry-After pauses in each instance
     # (docs/flow-control.md). false: each message retries on its own, as before.
     flow_control: bool = Field(True, alias="BATCH_FLOW_CONTROL")
+
+    # --- Telemetry (docs/telemetry.md) ---------------------------------------------
+    # The Python worker's own switch: true, and it configures the Azure Monitor
+    # OpenTelemetry distro (with host.json `telemetryMode: OpenTelemetry`); the handler
+    # then makes its spans and metrics (handlers/telemetry.py). false: none are made.
+    telemetry_enabled: bool = Field(False, alias="PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY")
 
     @field_validator("allowed_endpoints", mode="before")
     @classmethod
@@ -153,6 +169,9 @@ HOST_SETTINGS = (
     "ServiceBusConnection__clientId",
     "APPLICATIONINSIGHTS_CONNECTION_STRING",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+    # Read by the distro: its automatic httpx/urllib instrumentation would duplicate
+    # the handler's Batch spans (and record URLs it does not redact).
+    "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS",
 )
 
 
@@ -170,8 +189,10 @@ __all__ = [
     "REQUIRED_IN_AZURE",
     "BatchAuthMode",
     "Settings",
+    "SettlementMode",
     "sessions_enabled_from_env",
     "setting_name",
+    "settlement_mode_from_env",
 ]
 
 
@@ -181,3 +202,10 @@ def sessions_enabled_from_env(environ: Mapping[str, str] | None = None) -> bool:
     be complete (tests index the app with no settings at all)."""
     raw = (os.environ if environ is None else environ).get(setting_name("sessions_enabled"), "false")
     return TypeAdapter(bool).validate_python(raw)
+
+
+def settlement_mode_from_env(environ: Mapping[str, str] | None = None) -> SettlementMode:
+    """The settlement mode alone, for function_app.py at import time (as above: the
+    trigger's signature is fixed when the host indexes the app)."""
+    raw = (os.environ if environ is None else environ).get(setting_name("settlement"), "host")
+    return SettlementMode(raw)

@@ -87,7 +87,7 @@ def parse_duration(text: str) -> int:
     """ISO 8601 (`PT1H`, `P1DT2H`) or .NET TimeSpan text (`1.02:03:04`), as ticks."""
     if _DURATION.fullmatch(text) is None:
         raise ValueError(
-            f"{text[:40]!r} is not a duration: use ISO 8601 (e.g. PT1H30M, P2D) or .NET TimeSpan "
+            "not a duration: use ISO 8601 (e.g. PT1H30M, P2D) or .NET TimeSpan "
             "text (e.g. 01:30:00, 2.00:00:00); at most 7 digits of days and 7 fractional digits"
         )
     if text[0] in "Pp":
@@ -102,7 +102,7 @@ def parse_duration(text: str) -> int:
         ticks = (seconds + int(g["seconds"] or 0)) * TICKS_PER_SECOND
         ticks += int(g["fraction"].ljust(_FRACTION_DIGITS, "0")) if g["fraction"] else 0
     if ticks > MAX_TICKS:  # unreachable by the pattern's bounds; kept as the invariant
-        raise ValueError(f"{text[:40]!r} exceeds the largest duration Batch holds")
+        raise ValueError("exceeds the largest duration Batch holds")
     return ticks
 
 
@@ -139,11 +139,9 @@ def parse_http_date(text: str) -> datetime:
             # The weekday is redundant and not checked; the date goes out with its own.
             return datetime.strptime(text, "%a, %d %b %Y %H:%M:%S GMT").replace(tzinfo=UTC)
     except (ValueError, OverflowError):  # 0001-01-01 at +14:00; a weekday that is not the date's
-        raise ValueError(
-            f"{text[:40]!r} is not a date that exists in UTC (or its weekday is wrong)"
-        ) from None
+        raise ValueError("not a date that exists in UTC (or its weekday is wrong)") from None
     raise ValueError(
-        f"{text[:40]!r} is not a date: use RFC 1123 (Mon, 17 Feb 2025 00:00:00 GMT) "
+        "not a date: use RFC 1123 (Mon, 17 Feb 2025 00:00:00 GMT) "
         "or ISO 8601 with an offset (2025-02-17T00:00:00Z)"
     )
 
@@ -161,7 +159,7 @@ def parse_etag(text: str) -> str:
     if value.startswith("W/"):
         raise ValueError("weak ETags are not used by Batch")
     if not _ETAG.fullmatch(value):
-        raise ValueError(f"{text[:40]!r} is not an ETag (visible ASCII, at most 256 characters)")
+        raise ValueError("not an ETag (visible ASCII, at most 256 characters)")
     return f'"{value}"'
 
 

@@ -94,6 +94,10 @@ param queueRequiresSession bool = false
 @description('Retries off the lock: a transient failure schedules a copy of the message on the queue (needs Data Sender on the queue). Ignored with sessions. JOB_UPDATES_SCHEDULED_RETRIES.')
 param scheduledRetries bool = true
 
+@description('Who settles trigger messages: host (GA trigger, default) or actions (pre-release settlement extension; deploy requirements-settlement.txt and host.json autoCompleteMessages false, docs/host.md). JOB_UPDATES_SETTLEMENT.')
+@allowed(['host', 'actions'])
+param settlement string = 'host'
+
 @description('Deliveries before dead-lettering; also JOB_UPDATES_MAX_DELIVERY_COUNT.')
 @minValue(1)
 @maxValue(2000)
@@ -255,6 +259,7 @@ module functionApp 'app/function.bicep' = {
     jobUpdatesQueueName: serviceBus.outputs.queueName
     jobUpdatesSessionsEnabled: queueRequiresSession
     scheduledRetries: scheduledRetries
+    settlement: settlement
     // The SAME parameter as the queue's maxDeliveryCount: the function publishes
     // `given-up` on the last delivery, so both must agree.
     jobUpdatesMaxDeliveryCount: queueMaxDeliveryCount

@@ -36,6 +36,7 @@ from azure.servicebus import ServiceBusMessage, ServiceBusSubQueue
 from azure.servicebus.aio import ServiceBusClient
 from azure.servicebus.exceptions import MessageSizeExceededError
 
+from handlers import telemetry
 from handlers.errors import UsageError
 from localrun.common import (
     CLIENT_ID,
@@ -254,9 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(name)s %(message)s"
-    )
+    # One JSON object per line, with the trace, span, message and job ids (docs/telemetry.md).
+    telemetry.configure_local_logging(logging.INFO if args.verbose else logging.WARNING)
+    telemetry.setup_local()
     source = str(args.messages) if args.messages else "samples/"
     try:
         return asyncio.run(run(args.timeout, messages, source, jobs, events_out))

@@ -31,6 +31,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+from handlers import telemetry
 from handlers.errors import UsageError
 from localrun.common import CLIENT_ID, CONFIG, QUEUE, ROOT, SIGNING_KEY, TOPIC, seed
 from localrun.inputs import read_jobs
@@ -154,9 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(name)s %(message)s"
-    )
+    # One JSON object per line, with the trace, span, message and job ids (docs/telemetry.md).
+    telemetry.configure_local_logging(logging.INFO if args.verbose else logging.WARNING)
+    telemetry.setup_local()
     # The function's one line per delivery, as Application Insights would show it.
     logging.getLogger("handlers").setLevel(logging.INFO)
     try:

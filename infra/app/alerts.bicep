@@ -5,13 +5,13 @@
 //  2. Failed function invocations                        (metric alert, App Insights
 //     `requests/failed`: each Service Bus-triggered invocation is a request)
 //  3. Batch throttling seen by the function              (log alert on App Insights)
-//     Reads the handler's one log line per delivery (handlers/handler.py `_log`):
-//       job-update outcome=<outcome|transient> jobId=... httpStatus=<n> errorCode=...
-//     which the Python worker forwards as a `traces` row with that text as `message`.
-//     It also matches a custom dimension `httpStatus` == "429" (traces or
-//     customEvents), in case the handler moves to structured telemetry. It counts
-//     DELIVERIES THAT ENDED on a 429 (retry budget spent: outcome=transient or
-//     given-up), not every throttled attempt that a later retry recovered from.
+//  4. Outcome events that could not be published          (log alert on App Insights)
+//     3 and 4 read the handler's OpenTelemetry metrics (handlers/telemetry.py, exported by
+//     the worker's Azure Monitor distro to the `customMetrics` table; attributes are
+//     `customDimensions`), not log text: 3 sums `jobupdate.batch.responses` with
+//     `http.response.status_code` 429 (EVERY throttled Batch attempt, including those a
+//     retry recovered from), 4 sums `jobupdate.publish.failures`.
+//     tests/infra/test_alert_contract.py checks these names against the telemetry module.
 
 @description('Prefix of the alert names.')
 param namePrefix string
@@ -33,9 +33,13 @@ param applicationInsightsId string
 @minValue(0)
 param failedInvocationsThreshold int = 0
 
-@description('Deliveries that ended on a Batch 429 in 15 minutes above which alert 3 fires.')
+@description('Batch 429 responses (every throttled attempt) in 15 minutes above which alert 3 fires.')
 @minValue(0)
 param batchThrottleThreshold int = 0
+
+@description('Failed outcome-event publishes in 15 minutes above which alert 4 fires.')
+@minValue(0)
+param publishFailureThreshold int = 0
 
 resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (!empty(alertEmail)) {
   name: 'ag-${namePrefix}'
@@ -137,11 +141,19 @@ resource failedInvocationsAlert 'Microsoft.Insights/metricAlerts@2018-03-01' = {
   }
 }
 
-// One row per delivery whose last Batch answer was 429.
+// One row per exported data point of the 429 count; the rule sums `throttled`.
 var throttleQuery = '''
-union isfuzzy=true traces, customEvents
-| extend httpStatus = tostring(customDimensions.httpStatus)
-| where httpStatus == "429" or message matches regex @'httpStatus[=:] ?"?429\b'
+customMetrics
+| where name == "jobupdate.batch.responses"
+| where tostring(customDimensions["http.response.status_code"]) == "429"
+| project timestamp, throttled = valueSum
+'''
+
+// One row per exported data point of the publish-failure count; the rule sums `failures`.
+var publishFailureQuery = '''
+customMetrics
+| where name == "jobupdate.publish.failures"
+| project timestamp, failures = valueSum
 '''
 
 resource batchThrottleAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
@@ -162,7 +174,8 @@ resource batchThrottleAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' 
       allOf: [
         {
           query: throttleQuery
-          timeAggregation: 'Count'
+          timeAggregation: 'Total'
+          metricMeasureColumn: 'throttled'
           operator: 'GreaterThan'
           threshold: batchThrottleThreshold
           failingPeriods: {
@@ -173,7 +186,45 @@ resource batchThrottleAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' 
       ]
     }
     autoMitigate: true
-    // The rule is created before the function has logged anything.
+    // The rule is created before the function has emitted its first metric.
+    skipQueryValidation: true
+    actions: {
+      actionGroups: logActionGroups
+    }
+  }
+}
+
+resource publishFailureAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: 'alert-${namePrefix}-publish-failures'
+  location: location
+  tags: tags
+  properties: {
+    displayName: 'Outcome events not published by the job update function'
+    description: 'Publishing an outcome event to the topic failed. Before the last delivery the message is redelivered and the event republished; on the last delivery it may be dead-lettered without its event (docs/runbook.md).'
+    severity: 2
+    enabled: true
+    scopes: [
+      applicationInsightsId
+    ]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT15M'
+    criteria: {
+      allOf: [
+        {
+          query: publishFailureQuery
+          timeAggregation: 'Total'
+          metricMeasureColumn: 'failures'
+          operator: 'GreaterThan'
+          threshold: publishFailureThreshold
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: true
+    // The rule is created before the function has emitted its first metric.
     skipQueryValidation: true
     actions: {
       actionGroups: logActionGroups

@@ -75,6 +75,10 @@ param jobUpdatesSessionsEnabled bool = false
 @description('Retries off the lock through scheduled copies on the queue (JOB_UPDATES_SCHEDULED_RETRIES).')
 param scheduledRetries bool = true
 
+@description('Who settles trigger messages (JOB_UPDATES_SETTLEMENT): host (GA trigger) or actions (settlement extension; needs requirements-settlement.txt and host.json autoCompleteMessages false, docs/host.md).')
+@allowed(['host', 'actions'])
+param settlement string = 'host'
+
 @description('The trigger queue\'s maxDeliveryCount (same value as in servicebus.bicep).')
 @minValue(1)
 @maxValue(2000)
@@ -183,6 +187,16 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
           name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
           value: 'ClientId=${identityClientId};Authorization=AAD'
         }
+        // --- OpenTelemetry (docs/telemetry.md): the worker configures the Azure Monitor
+        // distro (host.json telemetryMode: OpenTelemetry); the handler adds its spans.
+        {
+          name: 'PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY'
+          value: 'true'
+        }
+        {
+          name: 'OTEL_PYTHON_DISABLED_INSTRUMENTATIONS'
+          value: 'httpx,urllib,urllib3,requests'
+        }
         // --- Service Bus trigger connection and the outcome publisher ------------
         {
           name: 'ServiceBusConnection__fullyQualifiedNamespace'
@@ -215,6 +229,10 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'JOB_UPDATES_SCHEDULED_RETRIES'
           value: scheduledRetries ? 'true' : 'false'
+        }
+        {
+          name: 'JOB_UPDATES_SETTLEMENT'
+          value: settlement
         }
         {
           name: 'OUTCOME_TOPIC'

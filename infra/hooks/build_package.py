@@ -9,6 +9,10 @@ requirement without such a wheel fails here instead of on the platform.
 
     python3 infra/hooks/build_package.py [--requirements FILE] [--target DIR]
 
+With JOB_UPDATES_SETTLEMENT=actions in the environment (azd passes its environment's
+values to hooks) and no --requirements, requirements-settlement.txt is built in too:
+that mode's function imports the settlement extension (docs/host.md).
+
 Stdlib only (it runs before any venv exists). Builds into a temporary directory and
 swaps it in, so a failed build never leaves a half-filled package directory.
 """
@@ -16,11 +20,13 @@ swaps it in, so a failed build never leaves a half-filled package directory.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,15 +110,18 @@ def pip_command(requirements: Path, target: Path) -> list[str]:
     return [*cmd, "--target", str(target), "-r", str(requirements)]
 
 
-def build(requirements: Path, target: Path) -> int:
+def build(requirements: Path, target: Path, *more: Path) -> int:
     pins = pinned_requirements(requirements)
+    for extra in more:
+        pins.update(pinned_requirements(extra))
     if not pins:
         print(f"build_package: no pinned requirements in {requirements}", file=sys.stderr)
         return 1
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".build-") as tmp:
         staging = Path(tmp) / "site-packages"
-        result = subprocess.run(pip_command(requirements, staging), check=False)  # noqa: S603
+        command = pip_command(requirements, staging) + [arg for extra in more for arg in ("-r", str(extra))]
+        result = subprocess.run(command, check=False)  # noqa: S603
         if result.returncode != 0:
             print(
                 "build_package: pip could not install every requirement from linux x86_64 / "
@@ -140,10 +149,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--requirements", type=Path, default=ROOT / "requirements.txt")
+    parser.add_argument("--requirements", type=Path, default=None)
     parser.add_argument("--target", type=Path, default=TARGET)
     args = parser.parse_args(argv)
-    return build(args.requirements.resolve(), args.target.resolve())
+    if args.requirements is not None:
+        return build(args.requirements.resolve(), args.target.resolve())
+    return build(ROOT / "requirements.txt", args.target.resolve(), *settlement_requirements(os.environ))
+
+
+def settlement_requirements(environ: Mapping[str, str]) -> list[Path]:
+    """The extension's pins, when the app settles messages itself."""
+    if environ.get("JOB_UPDATES_SETTLEMENT", "host") == "actions":
+        return [ROOT / "requirements-settlement.txt"]
+    return []
 
 
 if __name__ == "__main__":

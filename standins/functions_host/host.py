@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import logging
 import os
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -214,6 +216,13 @@ class LocalFunctionsHost:
         self.sessions = bool(binding.get("isSessionsEnabled"))
         self.queue_name = queue_name or resolve_app_setting(binding["queueName"])
         self.user_function: UserFunction = fn.get_user_function()
+        # autoCompleteMessages false on the binding plus a ServiceBusMessageActions
+        # parameter: the function settles over gRPC (settlement.py) and this loop does not.
+        self.settlement_arg = _settlement_arg(self.user_function, self.arg_name)
+        self.auto_complete = binding.get("autoCompleteMessages", True) is not False
+        self.settlement: Any = None  # settlement.SettlementServer while run() runs, in that mode
+        self._trigger_type = inspect.get_annotations(self.user_function, eval_str=True).get(self.arg_name)
+        self.unsettled = 0  # explicit settlement only: invocations that left their message locked
         self.options = options or HostOptions()
         # One client for the host: it holds no connection of its own (each receiver opens its
         # own), so a broken connection never needs a new client, only a new receiver.
@@ -233,6 +242,11 @@ class LocalFunctionsHost:
             max_lock_renewal_duration=self.options.max_auto_lock_renewal_seconds,
             on_lock_renew_failure=self._on_lock_renew_failure,
         )
+        if self.settlement_arg is not None:
+            from standins.functions_host.settlement import SettlementServer
+
+            self.settlement = SettlementServer()
+            await self.settlement.start()
         try:
             if self.sessions:
                 workers = [self._session_worker(renewer) for _ in range(self.options.max_concurrent_sessions)]
@@ -241,6 +255,8 @@ class LocalFunctionsHost:
                 await self._queue_worker(renewer)
         finally:
             await renewer.close()
+            if self.settlement is not None:
+                await self.settlement.stop()
             await self._client.close()
 
     def stop(self) -> None:
@@ -382,6 +398,9 @@ class LocalFunctionsHost:
                 except Exception as exc:  # e.g. the lock already expired while waiting
                     log.warning("cannot renew the lock of %s: %s", message.message_id, exc)
             self.invocations += 1
+            if self.settlement is not None:
+                await self._invoke_settled(receiver, link, message)
+                return
             try:
                 await self.user_function(**{self.arg_name: to_functions_message(message)})
             except Exception as exc:
@@ -393,6 +412,35 @@ class LocalFunctionsHost:
                 await self._settle(receiver, link, receiver.complete_message, message)
         finally:
             done()
+
+    async def _invoke_settled(
+        self, receiver: ServiceBusReceiver, link: object, message: ServiceBusReceivedMessage
+    ) -> None:
+        """autoCompleteMessages off: the function settles through the Settlement server;
+        this loop settles nothing, whatever the function did (as the host)."""
+        from standins.functions_host import settlement
+
+        token = self.settlement.hold(receiver, message, lambda: _link_of(receiver) is link)
+        try:
+            args = {
+                self.arg_name: settlement.decode_trigger(message, self._trigger_type),
+                str(self.settlement_arg): settlement.settlement_client(),
+            }
+            await self.user_function(**args)
+        except Exception as exc:
+            self.failures += 1
+            log.info("Executed 'Functions.%s' (Failed: %s)", self.function_name, exc)
+            failed = True
+        else:
+            failed = False
+        if self.settlement.release(token):
+            return
+        if self.auto_complete:  # the binding left auto-complete on: the host settles what is left
+            action = receiver.abandon_message if failed else receiver.complete_message
+            await self._settle(receiver, link, action, message)
+            return
+        self.unsettled += 1  # its lock lapses and Service Bus redelivers it
+        log.warning("message %s was left unsettled by the function", message.message_id)
 
     async def _settle(
         self,
@@ -421,6 +469,15 @@ class LocalFunctionsHost:
                 type(exc).__name__,
                 exc,
             )
+
+
+def _settlement_arg(function: UserFunction, trigger_arg: str) -> str | None:
+    # Only a function that imported the extension can ask for its client (as in the worker).
+    if "azurefunctions.extensions.bindings.servicebus" not in sys.modules:
+        return None
+    from standins.functions_host.settlement import settlement_param
+
+    return settlement_param(function, trigger_arg)
 
 
 def _link_of(receiver: ServiceBusReceiver) -> object:

@@ -125,3 +125,15 @@ def test_a_requirement_without_a_flex_wheel_fails_and_changes_nothing(tmp_path: 
     code = build_package.build(requirements, target)
     assert code != 0
     assert (target / "keep").read_text() == "previous build"
+
+
+def test_the_settlement_extension_is_built_in_only_in_actions_mode() -> None:
+    assert build_package.settlement_requirements({}) == []
+    assert build_package.settlement_requirements({"JOB_UPDATES_SETTLEMENT": "host"}) == []
+    (extra,) = build_package.settlement_requirements({"JOB_UPDATES_SETTLEMENT": "actions"})
+    pins = build_package.pinned_requirements(extra)
+    assert pins["azurefunctions-extensions-bindings-servicebus"] == "1.0.0b2"
+    # Never in the default deploy.
+    assert "azurefunctions-extensions-bindings-servicebus" not in build_package.pinned_requirements(
+        REPO / "requirements.txt"
+    )

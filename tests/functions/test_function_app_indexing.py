@@ -96,3 +96,32 @@ def test_the_registry_rejects_a_broken_signature() -> None:
     meta.load_binding_registry()
     with pytest.raises(Exception, match="message"):
         loader.process_indexed_function(ProtosStandIn, Registry(), app.get_functions(), str(ROOT))
+
+
+def test_actions_mode_indexes_with_the_settlement_client_and_auto_complete_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """JOB_UPDATES_SETTLEMENT=actions: the worker's own loader finds the extension's
+    deferred trigger type and the settlement client parameter, as in Azure."""
+    from azure_functions_runtime.bindings import meta as runtime_meta
+
+    monkeypatch.setenv("JOB_UPDATES_SETTLEMENT", "actions")
+    monkeypatch.delitem(sys.modules, "function_app", raising=False)
+    # The worker resolves the deferred-binding registry once, after importing the app.
+    monkeypatch.setattr(runtime_meta, "DEFERRED_BINDING_REGISTRY", None)
+    monkeypatch.setattr(runtime_meta, "_DEFERRED_BINDING_REGISTRY_LOADED", False)
+    sys.path.insert(0, str(ROOT))
+    meta.load_binding_registry()
+    try:
+        functions = loader.index_function_app(str(ROOT / "function_app.py"))
+        (binding,) = json.loads(functions[0].get_function_json())["bindings"]
+        assert binding["name"] == "received_message"
+        assert binding["autoCompleteMessages"] is False
+        registry = Registry()
+        results, _logs = loader.process_indexed_function(ProtosStandIn, registry, functions, str(ROOT))
+        (metadata,) = results
+        info = registry.get_function(metadata.function_id)
+        assert info.settlement_client_arg == "message_actions"
+        assert info.input_types["received_message"].deferred_bindings_enabled is True
+    finally:
+        sys.modules.pop("function_app", None)  # the next import is the default mode again

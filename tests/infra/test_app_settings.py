@@ -108,6 +108,20 @@ def test_max_delivery_count_setting_is_the_queue_parameter() -> None:
     assert "if (scheduledRetries && !queueRequiresSession)" in main
 
 
+def test_settlement_setting_is_a_main_parameter_defaulting_to_host() -> None:
+    """JOB_UPDATES_SETTLEMENT: one azd parameter, passed through, `host` unless asked."""
+    by_name = {s.name: s for s in _infra_scan().settings}
+    assert by_name["JOB_UPDATES_SETTLEMENT"].value == "settlement"
+    main = MAIN_BICEP.read_text(encoding="utf-8")
+    assert re.search(r"^\s*settlement: settlement$", main, re.M)
+    assert re.search(r"^param settlement string = 'host'$", main, re.M)
+    params = (MAIN_BICEP.parent / "main.parameters.json").read_text(encoding="utf-8")
+    assert "${JOB_UPDATES_SETTLEMENT=host}" in params
+    allowed = {mode.value for mode in app_settings.SettlementMode}
+    assert re.search(r"@allowed\(\['host', 'actions'\]\)\nparam settlement ", main)
+    assert allowed == {"host", "actions"}
+
+
 def test_infra_settings_build_a_valid_settings_object() -> None:
     """Literal values as written, expressions replaced by what Azure would put there."""
     samples = {
@@ -116,6 +130,7 @@ def test_infra_settings_build_a_valid_settings_object() -> None:
         "JOB_UPDATES_MAX_DELIVERY_COUNT": "10",
         "JOB_UPDATES_SESSIONS_ENABLED": "false",
         "JOB_UPDATES_SCHEDULED_RETRIES": "true",
+        "JOB_UPDATES_SETTLEMENT": "host",
         "BATCH_RETRY_BUDGET_SECONDS": "60",
         "BATCH_API_VERSION": "2025-06-01",
         "ServiceBusConnection__fullyQualifiedNamespace": "sb-x.servicebus.windows.net",

@@ -408,6 +408,30 @@ def summarise(tasks: list[Task], modules: Sequence[str], seconds: float) -> dict
     }
 
 
+def merge_scores(recorded: dict[str, Any], partial: dict[str, Any]) -> dict[str, Any]:
+    """A partial run's modules replace theirs in the recorded score; the total is re-added.
+
+    Each module keeps the time of the run that scored it (`ranAt`), so a merged file
+    says which figure came from which run.
+    """
+    modules = {
+        name: {"ranAt": recorded.get("ranAt"), **counts} for name, counts in recorded["modules"].items()
+    }
+    modules.update({name: {"ranAt": partial["ranAt"], **c} for name, c in partial["modules"].items()})
+    keys = ("mutants", "killed", "survived", "excluded")
+    total: dict[str, Any] = {k: sum(m[k] for m in modules.values()) for k in keys}
+    scored = total["killed"] + total["survived"]
+    total["score"] = round(100.0 * total["killed"] / scored, 1) if scored else 100.0
+    return {
+        "ranAt": partial["ranAt"],
+        "seconds": recorded.get("seconds"),
+        "command": recorded.get("command"),
+        "modules": modules,
+        "total": total,
+        "merged": sorted(set(recorded.get("merged", [])) | set(partial["modules"])),
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.mutation", description=__doc__.split("\n\n")[0])
     parser.add_argument("--module", action="append", choices=sorted(MODULES), help="repeatable; default all")
@@ -483,6 +507,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     print(f"{seconds:.0f} s")
     if args.json:
+        if len(modules) < len(MODULES) and args.json.exists():
+            summary = merge_scores(json.loads(args.json.read_text()), summary)
         args.json.write_text(json.dumps(summary, indent=2) + "\n")
     if progress.report is not None:
         progress.report.close()

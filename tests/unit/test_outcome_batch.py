@@ -33,6 +33,7 @@ events = st.builds(
     account=st.none() | text,
     http_status=st.none() | st.integers(min_value=-(2**31), max_value=2**31 - 1),  # both int widths
     error_code=st.none() | text,
+    traceparent=st.none() | st.just("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
 )
 
 

@@ -84,7 +84,7 @@ def test_durations_are_exact_ticks(text: str, ticks: int) -> None:
     ],
 )
 def test_one_past_each_bound_is_refused(text: str) -> None:
-    with pytest.raises(ValueError, match="is not a duration"):
+    with pytest.raises(ValueError, match="not a duration"):
         parse_duration(text)
 
 
@@ -158,14 +158,14 @@ def test_dates_accepted(text: str, expected: datetime) -> None:
 @pytest.mark.parametrize(
     ("text", "why"),
     [
-        ("2025-02-29T00:00:00Z", "is not a date:"),
-        ("1900-02-29T00:00:00Z", "is not a date:"),
-        ("Sat, 29 Feb 2025 00:00:00 GMT", "is not a date:"),
-        ("Wed, 31 Apr 2025 00:00:00 GMT", "is not a date:"),
-        ("2025-02-17T24:00:00Z", "is not a date:"),
-        ("0000-01-01T00:00:00Z", "is not a date:"),
+        ("2025-02-29T00:00:00Z", "not a date:"),
+        ("1900-02-29T00:00:00Z", "not a date:"),
+        ("Sat, 29 Feb 2025 00:00:00 GMT", "not a date:"),
+        ("Wed, 31 Apr 2025 00:00:00 GMT", "not a date:"),
+        ("2025-02-17T24:00:00Z", "not a date:"),
+        ("0000-01-01T00:00:00Z", "not a date:"),
         ("0001-01-01T00:00:00+14:00", "exists in UTC"),
-        ("Mon, 17 Feb 2025 00:00:00 UTC", "is not a date:"),
+        ("Mon, 17 Feb 2025 00:00:00 UTC", "not a date:"),
     ],
 )
 def test_dates_refused_with_their_reason(text: str, why: str) -> None:
@@ -200,14 +200,14 @@ def test_etags_accepted(text: str, sent: str) -> None:
 @pytest.mark.parametrize(
     ("text", "why"),
     [
-        ("x" * 257, "is not an ETag"),
-        ('"' + "x" * 257 + '"', "is not an ETag"),
-        ("", "is not an ETag"),
-        ('""', "is not an ETag"),
-        ('"', "is not an ETag"),
-        ('a"b', "is not an ETag"),
-        ("a b", "is not an ETag"),
-        ("a\n", "is not an ETag"),
+        ("x" * 257, "not an ETag"),
+        ('"' + "x" * 257 + '"', "not an ETag"),
+        ("", "not an ETag"),
+        ('""', "not an ETag"),
+        ('"', "not an ETag"),
+        ('a"b', "not an ETag"),
+        ("a b", "not an ETag"),
+        ("a\n", "not an ETag"),
         ("W/a", "weak"),
         ('"W/a"', "weak"),
     ],
@@ -239,7 +239,8 @@ def test_odd_quotes_are_kept() -> None:
         (parse_etag, "Q" + " " * 99),
     ],
 )
-def test_a_refusal_quotes_at_most_40_characters(parse: Any, text: str) -> None:
-    with pytest.raises(ValueError, match="not") as caught:
+def test_a_refusal_never_quotes_the_text(parse: Any, text: str) -> None:
+    # The message reaches the rejected event; the text may be anything, a secret too.
+    with pytest.raises(ValueError, match=r"^not ") as caught:
         parse(text)
-    assert str(caught.value).startswith(repr(text[:40]) + " ")
+    assert "Q" not in str(caught.value) and "0001" not in str(caught.value)
