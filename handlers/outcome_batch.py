@@ -10,16 +10,16 @@ batch still never outgrows the link's limit, and what goes on the wire is
 byte-for-byte what `add_message` would have produced (pinned by
 tests/unit/test_outcome_batch.py against the SDK's path).
 
-It touches the batch's private fields, so it is tied to the pinned SDK version;
-with azure-core tracing on (which adds per-message properties in `add_message`)
-the caller uses the SDK's own path instead.
+It touches the batch's private fields, so it is tied to the pinned SDK version.
+With azure-core tracing on it is still used: the event already carries its trace
+context (`Diagnostic-Id`, from the project's publish span), so the SDK's
+per-message span is given up (docs/publish-profile.md).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from azure.core.settings import settings as azure_settings
 from azure.servicebus import ServiceBusMessageBatch
 from azure.servicebus._common.constants import _BATCH_MESSAGE_OVERHEAD_COST, MESSAGE_PROPERTY_MAX_LENGTH
 from azure.servicebus._pyamqp._encode import encode_payload
@@ -27,11 +27,6 @@ from azure.servicebus._pyamqp.message import Message, Properties
 from azure.servicebus._pyamqp.utils import set_message_properties
 
 from handlers.events import EVENT_CONTENT_TYPE, OutcomeEvent
-
-
-def sdk_tracing_enabled() -> bool:
-    """azure-core tracing adds per-message properties only the SDK's path writes."""
-    return azure_settings.tracing_implementation() is not None
 
 
 def session_of(event: OutcomeEvent) -> str:

@@ -20,7 +20,7 @@ from azure.servicebus.exceptions import MessageSizeExceededError
 
 from handlers.amqp_open import open_without_polling
 from handlers.events import EVENT_CONTENT_TYPE, OutcomeEvent
-from handlers.outcome_batch import sdk_tracing_enabled, session_of, try_add
+from handlers.outcome_batch import session_of, try_add
 
 log = logging.getLogger(__name__)
 
@@ -133,9 +133,6 @@ class ServiceBusPublisher:
             await asyncio.wait([self._warming])  # never raises: _warm keeps its failures
         sender = await self._get_sender()
         try:
-            if sdk_tracing_enabled():
-                await self._send_sdk(sender, events)
-                return
             # Each event encoded once, directly, into a batch (handlers/outcome_batch.py);
             # a lone event too: a batch of one is what send_messages([message]) sends, and
             # it skips the SDK's three message objects per event (-21 % instructions).
@@ -156,25 +153,6 @@ class ServiceBusPublisher:
             # Drop the sender: a broken link is rebuilt on the next publish.
             await self._reset_sender()
             raise
-
-    async def _send_sdk(self, sender: ServiceBusSender, events: list[OutcomeEvent]) -> None:
-        """The SDK's own path: with azure-core tracing on, it adds per-message spans."""
-        if len(events) == 1:
-            self.transfers += 1
-            await sender.send_messages(to_service_bus_message(events[0], session=self._sessions))
-            return
-        batch = await sender.create_message_batch()
-        for event in events:
-            message = to_service_bus_message(event, session=self._sessions)
-            try:
-                batch.add_message(message)
-            except ValueError:  # batch full: send it, start another
-                self.transfers += 1
-                await sender.send_messages(batch)
-                batch = await sender.create_message_batch()
-                batch.add_message(message)
-        self.transfers += 1
-        await sender.send_messages(batch)
 
     async def _reset_sender(self) -> None:
         sender, self._sender = self._sender, None

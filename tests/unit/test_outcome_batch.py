@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from handlers.events import OutcomeEvent
-from handlers.outcome_batch import amqp_message, encode, encode_outcome, sdk_tracing_enabled, try_add
+from handlers.outcome_batch import amqp_message, encode, encode_outcome, try_add
 from handlers.outcomes import Outcome
 from handlers.publisher import to_service_bus_message
 
@@ -130,18 +130,3 @@ def test_a_full_batch_refuses_where_the_sdk_refuses(
             assert wire(ours) == before  # a refused event leaves the batch as it was
         assert ours.size_in_bytes == theirs.size_in_bytes <= max_size
     assert wire(ours) == wire(theirs)
-
-
-def test_tracing_switch_follows_azure_core() -> None:
-    from azure.core.settings import settings as azure_settings
-
-    class Span:  # never instantiated: only whether an implementation is set matters
-        pass
-
-    assert not sdk_tracing_enabled()
-    azure_settings.tracing_implementation.set_value(Span)
-    try:
-        assert sdk_tracing_enabled()
-    finally:
-        azure_settings.tracing_implementation.unset_value()
-    assert not sdk_tracing_enabled()
