@@ -45,6 +45,7 @@ if str(ROOT) not in sys.path:
 
 from bench.summary import (  # noqa: E402
     BASELINE,
+    EXTRA_VARIANTS,
     LABELS,
     VARIANTS,
     format_table,
@@ -348,7 +349,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for variant in VARIANTS:
+    for variant in (*VARIANTS, *EXTRA_VARIANTS):
         by_c = results["cpu"].get(variant)
         if not by_c:
             continue
@@ -440,6 +441,11 @@ def print_report(results: dict[str, Any]) -> None:
             f"{results['connections_opened_total'][variant]} connections; "
             f"{results['token_requests_total'][variant]} token requests"
         )
+    print("\nconnections the emulator accepted in the CPU rounds (warm-ups included), per concurrency")
+    for variant in results["variants"]:
+        cells = [f"c={c}: {x['connections_opened']}" for c, x in results["cpu"][variant].items()]
+        requests = sum(x["batch_requests"] for x in results["cpu"][variant].values())
+        print(f"  {LABELS[variant]:<40} " + "   ".join(cells) + f"   (for {requests} requests)")
     cold = results["cold_start"]
     print(
         f"\ncold start: import function_app {cold['function_app']['import_s']:.3f} s "
@@ -458,7 +464,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--name", help="results file name without extension (default: <date>-<size>)")
     parser.add_argument("--out-dir", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--note", default="", help="recorded in the JSON (e.g. 'taken under contention')")
-    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS + EXTRA_VARIANTS, default=list(VARIANTS))
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument(
         "--latency-ms", type=float, default=20.0, help="the emulator's delay for the latency figures"

@@ -97,7 +97,7 @@ class Variant:
             await self._pipeline()
         elif self.name == "aiohttp":
             await self._aiohttp()
-        elif self.name == "azure_batch_sdk":
+        elif self.name in ("azure_batch_sdk", "azure_batch_sdk_ca_file"):
             await self._sdk()
         elif self.name == "httpx_default":
             await self._httpx()
@@ -195,7 +195,10 @@ class Variant:
         self.call = call
 
     async def _sdk(self) -> None:
-        clients = await sdk_clients(self.endpoints, self.ctx, self.closers)
+        if self.name == "azure_batch_sdk_ca_file":
+            clients = sdk_clients_with_ca_file(self.endpoints, self.info["ca_bundle"], self.closers)
+        else:
+            clients = sdk_clients(self.endpoints, self.ctx, self.closers)
         from azure.batch import models
 
         options = models.BatchJobUpdateOptions(priority=5)
@@ -214,7 +217,25 @@ class Variant:
             await close()
 
 
-async def sdk_clients(
+def sdk_clients_with_ca_file(
+    endpoints: dict[str, str], ca_file: str, closers: list[Callable[[], Awaitable[Any]]]
+) -> dict[str, Any]:
+    """The documented way to trust a private CA, which defeats the pool (see sdk_clients)."""
+    from azure.batch.aio import BatchClient
+    from azure.identity.aio import ManagedIdentityCredential
+
+    credential = ManagedIdentityCredential(client_id=CLIENT_ID)
+    clients = {
+        target: BatchClient(endpoint, credential, connection_verify=ca_file)
+        for target, endpoint in endpoints.items()
+    }
+    for client in clients.values():
+        closers.append(client.close)
+    closers.append(credential.close)
+    return clients
+
+
+def sdk_clients(
     endpoints: dict[str, str], ctx: ssl.SSLContext, closers: list[Callable[[], Awaitable[Any]]]
 ) -> dict[str, Any]:
     """azure-batch clients that keep their connections.
