@@ -51,6 +51,10 @@ def test_tiny_bench_writes_every_figure_and_the_plot(tmp_path: Path) -> None:
         assert results["connections_opened_total"][variant] > 0, variant
         assert results["token_requests_total"][variant] >= 1, variant
         assert results["cpu_ratio_to_aiohttp"][variant]["16"] > 0
+    for variant in VARIANTS:
+        rates = results["scale_out_per_instance"][variant]
+        assert set(rates) == {f"c={c} L={latency}ms" for c in CONCURRENCY for latency in (20, 100)}
+        assert all(rate > 0 for rate in rates.values()), (variant, rates)
     cold = results["cold_start"]
     assert cold["function_app"]["import_s"] > 0 and cold["function_app"]["first_message_s"] > 0
     assert cold["dependencies"]["import_s"] > 0

@@ -4,6 +4,7 @@ per-instance throughput and the table. No timing here: only what the figures mea
 from __future__ import annotations
 
 import statistics
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -120,3 +121,18 @@ def test_table_has_a_row_per_variant_and_the_baseline_at_one() -> None:
     assert baseline_row.count("(1.00x)") == 4
     pipeline_row = next(line for line in lines if "pipeline + publish" in line)
     assert BASELINE in cpu and "(0.33x)" in pipeline_row  # 0.2 / 0.6: the figures, not a constant
+
+
+def test_callgrind_windows_are_read_in_dump_order_and_only_the_marked_ones(tmp_path: Path) -> None:
+    from bench.run import callgrind_totals
+
+    def dump(number: int, trigger: str, total: int) -> None:
+        text = f"version: 1\ndesc: Trigger: {trigger}\nevents: Ir\nsummary: {total}\ntotals: {total}\n"
+        (tmp_path / f"callgrind-x.out.{number}").write_text(text)
+
+    # Numbered past 9 so that a text sort would put 10 before 2.
+    for number, total in ((1, 500), (2, 700), (10, 900)):
+        dump(number, "--dump-before=os_getpgrp", total)
+    dump(11, "Program termination", 123)
+    (tmp_path / "callgrind-x.out").write_text("totals: 1\n")
+    assert callgrind_totals(tmp_path / "callgrind-x") == [500, 700, 900]
