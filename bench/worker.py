@@ -181,8 +181,9 @@ class Variant:
     async def _httpx(self) -> None:
         import httpx
 
-        # The default transport (httpcore over anyio); only the trust is ours.
-        client = httpx.AsyncClient(verify=self.ctx)
+        # The default transport (httpcore over anyio); only the trust and the timeout are
+        # ours: httpx's 5 s default trips at c=64 under valgrind (a timer, no CPU cost).
+        client = httpx.AsyncClient(verify=self.ctx, timeout=60.0)
         self.closers.append(client.aclose)
         token = await self._token()
         urls = self._urls()
