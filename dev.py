@@ -25,7 +25,12 @@ VENV = ROOT / ".venv"
 PY = VENV / "bin" / "python"
 STAMP = VENV / ".requirements.sha256"
 # Every file requirements-dev.txt pulls in: a change to any of them reinstalls.
-REQUIREMENTS = ("requirements.txt", "requirements-dev.txt", "requirements-settlement.txt")
+REQUIREMENTS = (
+    "requirements.txt",
+    "requirements-dev.txt",
+    "requirements-settlement.txt",
+    "requirements-bench.txt",
+)
 
 
 def _requirements_digest() -> str:
