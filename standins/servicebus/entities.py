@@ -15,8 +15,8 @@ dead-letter sub-queue with reason ``MaxDeliveryCountExceeded`` (the service's be
 
 from __future__ import annotations
 
-import bisect
 import enum
+import heapq
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -25,6 +25,7 @@ from typing import Any
 from .codec import AmqpMessage, ms_timestamp
 from .config import EntityProperties, NamespaceConfig
 from .filters import MessageView, RuleFilter, compile_rules
+from .structures import DueHeap, DuplicateWindow, ReadyQueue
 
 DLQ_SUFFIX = "$deadletterqueue"
 
@@ -55,7 +56,7 @@ STATE_DEFERRED = 1
 STATE_SCHEDULED = 2
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class StoredMessage:
     sequence_number: int
     message: AmqpMessage
@@ -94,7 +95,7 @@ class StoredMessage:
         )
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class ScheduledMessage:
     """A message accepted for later enqueue: it has its sequence number already (the one
     ``schedule_messages`` returns), and peek on a queue shows it with state Scheduled."""
@@ -156,7 +157,10 @@ class MessageEntity:
         self.requires_session = props.requires_session and not is_dead_letter
         self._locks = lock_index
         self.messages: dict[int, StoredMessage] = {}
-        self._ready: list[int] = []
+        # Indexes over ``messages`` so no per-message operation scans the backlog:
+        self._ready = ReadyQueue()  # deliverable, by sequence number (and session)
+        self._by_token: dict[uuid.UUID, StoredMessage] = {}  # by lock token (few: in flight)
+        self._expiry: DueHeap[int] = DueHeap()  # TTL of ready messages, by sequence number
         self.sessions: dict[str, SessionState] = {}
         self.dead_letter: MessageEntity | None = None
         if not is_dead_letter:
@@ -172,21 +176,39 @@ class MessageEntity:
     def active_count(self) -> int:
         return sum(1 for m in self.messages.values() if not m.deferred)
 
+    @property
+    def locked_count(self) -> int:
+        return len(self._by_token)
+
+    def clear(self) -> None:
+        """Drop every stored message (a bench between runs; no Service Bus operation)."""
+        for stored in list(self.messages.values()):
+            self._clear_lock(stored)
+        self.messages.clear()
+        self._ready.clear()
+        self._expiry.clear()
+
     # --- enqueue -----------------------------------------------------------------
     def enqueue(self, stored: StoredMessage) -> None:
         self.messages[stored.sequence_number] = stored
         if not stored.deferred:
-            bisect.insort(self._ready, stored.sequence_number)
+            self._add_ready(stored)
+
+    def _add_ready(self, stored: StoredMessage) -> None:
+        self._ready.add(stored.sequence_number, stored.session_id)
+        if stored.expires_at is not None:
+            self._expiry.push(stored.sequence_number, stored.expires_at)
 
     def _make_ready(self, stored: StoredMessage) -> None:
         self._clear_lock(stored)
         if stored.deferred:
             return
-        bisect.insort(self._ready, stored.sequence_number)
+        self._add_ready(stored)
 
     def _clear_lock(self, stored: StoredMessage) -> None:
         if stored.lock_token is not None:
             self._locks.pop(stored.lock_token, None)
+            self._by_token.pop(stored.lock_token, None)
         stored.lock_token = None
         stored.locked_until = None
         stored.owner = None
@@ -194,27 +216,24 @@ class MessageEntity:
     def _remove(self, stored: StoredMessage) -> None:
         self._clear_lock(stored)
         self.messages.pop(stored.sequence_number, None)
-        index = bisect.bisect_left(self._ready, stored.sequence_number)
-        if index < len(self._ready) and self._ready[index] == stored.sequence_number:
-            del self._ready[index]
+        self._ready.discard(stored.sequence_number)
+        self._expiry.discard(stored.sequence_number)
 
     # --- receive -----------------------------------------------------------------
     def has_ready(self, session_id: str | None = None) -> bool:
         if session_id is None:
             return bool(self._ready)
-        return any(self.messages[s].session_id == session_id for s in self._ready)
+        return self._ready.has_session(session_id)
 
     def acquire(
         self, owner: object, now: float, *, session_id: str | None = None, peek_lock: bool = True
     ) -> StoredMessage | None:
         """Take the next available message (of ``session_id`` on session entities)."""
-        position = 0
-        while position < len(self._ready):
-            stored = self.messages[self._ready[position]]
-            if self.requires_session and stored.session_id != session_id:
-                position += 1
-                continue
-            del self._ready[position]
+        if self.requires_session and session_id is None:
+            return None
+        while (seq := self._ready.pop(session_id if self.requires_session else None)) is not None:
+            stored = self.messages[seq]
+            self._expiry.discard(seq)
             if self._expire_if_due(stored, now):
                 continue
             if not peek_lock:
@@ -232,6 +251,7 @@ class MessageEntity:
         else:
             stored.locked_until = now + self.props.lock_duration
         self._locks[stored.lock_token] = self
+        self._by_token[stored.lock_token] = stored
 
     def receive_deferred(
         self,
@@ -266,24 +286,18 @@ class MessageEntity:
         """Stored messages from ``from_sequence`` on, in sequence order: active, locked and
         deferred alike (the service's peek shows all three; dead-lettered ones only on the
         dead-letter queue)."""
-        result = []
-        for seq in sorted(self.messages):
-            if seq < from_sequence:
-                continue
-            stored = self.messages[seq]
-            if session_id is not None and stored.session_id != session_id:
-                continue
-            result.append(stored)
-            if len(result) >= count:
-                break
-        return result
+        # O(n log count) per peek, and peek is not on the per-message path.
+        candidates = (
+            m
+            for seq, m in self.messages.items()
+            if seq >= from_sequence and (session_id is None or m.session_id == session_id)
+        )
+        return heapq.nsmallest(count, candidates, key=lambda m: m.sequence_number)
 
     def lock_owner(self, token: uuid.UUID) -> object | None:
         """Who holds the lock ``token`` (the receive link it was delivered on), if anyone."""
-        for stored in self.messages.values():
-            if stored.lock_token == token:
-                return stored.owner
-        return None
+        stored = self._by_token.get(token)
+        return stored.owner if stored is not None else None
 
     # --- settle ------------------------------------------------------------------
     def settle(
@@ -310,13 +324,12 @@ class MessageEntity:
             self.dead_letter_message(stored, reason, description)
 
     def _locked(self, token: uuid.UUID, now: float) -> StoredMessage:
-        for stored in self.messages.values():
-            if stored.lock_token == token:
-                lapsed = stored.locked_until is not None and stored.locked_until <= now
-                if lapsed and not self.requires_session:
-                    self._fail_delivery(stored, now)
-                    break
+        stored = self._by_token.get(token)
+        if stored is not None:
+            lapsed = stored.locked_until is not None and stored.locked_until <= now
+            if not (lapsed and not self.requires_session):
                 return stored
+            self._fail_delivery(stored, now)
         raise EntityError(
             "com.microsoft:message-lock-lost",
             "The lock supplied is invalid. Either the lock expired, or the message has already "
@@ -374,10 +387,7 @@ class MessageEntity:
         """Lock ``session_id`` (any session may be locked), or the next unlocked session with
         messages when ``session_id`` is None; None means nothing is available yet."""
         if session_id is None:
-            for seq in self._ready:
-                candidate = self.messages[seq].session_id
-                if candidate is None:
-                    continue
+            for candidate in self._ready.sessions_in_order():
                 state = self.sessions.get(candidate)
                 if state is None or not state.held_by_other(owner, now):
                     session_id = candidate
@@ -398,8 +408,8 @@ class MessageEntity:
     def renew_session(self, owner: object, session_id: str, now: float) -> float:
         state = self._owned_session(owner, session_id, now)
         state.locked_until = now + self.props.lock_duration
-        for stored in self.messages.values():
-            if stored.owner == owner and stored.session_id == session_id and stored.lock_token is not None:
+        for stored in self._by_token.values():
+            if stored.owner == owner and stored.session_id == session_id:
                 stored.locked_until = state.locked_until
         return state.locked_until
 
@@ -424,8 +434,8 @@ class MessageEntity:
             if state.owner == owner:
                 state.owner = None
                 state.locked_until = 0.0
-        for stored in list(self.messages.values()):
-            if stored.owner == owner and stored.lock_token is not None and self.requires_session:
+        for stored in list(self._by_token.values()):
+            if stored.owner == owner and self.requires_session:
                 self._fail_delivery(stored, now)
 
     def session_held_by(self, owner: object, now: float) -> str | None:
@@ -436,24 +446,31 @@ class MessageEntity:
 
     # --- timers ------------------------------------------------------------------
     def tick(self, now: float, result: TickResult) -> None:
-        before = list(self._ready)
+        # Locks are held only by messages in flight and TTLs sit in a heap: a tick costs what
+        # is locked or due, not what is stored.
+        changed = False
         for state in self.sessions.values():
             if state.owner is not None and state.locked_until <= now:
                 result.lost_sessions.append((self, state.owner, state.session_id))
                 owner, state.owner = state.owner, None
-                for stored in list(self.messages.values()):
+                for stored in list(self._by_token.values()):
                     if stored.owner == owner and stored.session_id == state.session_id:
                         self._fail_delivery(stored, now)
+                        changed = True
         if not self.requires_session:
-            for stored in list(self.messages.values()):
+            for stored in list(self._by_token.values()):
                 until = stored.locked_until
-                if stored.lock_token is not None and until is not None and until <= now:
+                if until is not None and until <= now:
                     self._fail_delivery(stored, now)
-        for seq in list(self._ready):
+                    changed = True
+        for seq in self._expiry.pop_due(now):
             ready = self.messages.get(seq)
-            if ready is not None:
-                self._expire_if_due(ready, now)
-        if self._ready and self._ready != before:
+            if ready is not None and seq in self._ready:
+                self._ready.discard(seq)
+                if not self._expire_if_due(ready, now):
+                    self._ready.add(seq, ready.session_id)
+                changed = True
+        if self._ready and changed:
             result.available.add(self)
         if self.dead_letter is not None:
             self.dead_letter.tick(now, result)
@@ -473,8 +490,9 @@ class Ingress:
         self.props = props
         self._route = route
         self._next_sequence = 1
-        self._seen: dict[str, float] = {}
+        self._seen = DuplicateWindow(props.duplicate_detection_window)
         self._scheduled: dict[int, ScheduledMessage] = {}
+        self._due: DueHeap[int] = DueHeap()  # scheduled sequence numbers by enqueue time
         self.available = True
         self.unavailable_condition = "com.microsoft:entity-disabled"
 
@@ -486,12 +504,7 @@ class Ingress:
     def _is_duplicate(self, message: AmqpMessage, now: float) -> bool:
         if not self.props.requires_duplicate_detection or message.message_id is None:
             return False
-        window = self.props.duplicate_detection_window
-        self._seen = {k: t for k, t in self._seen.items() if now - t < window}
-        if message.message_id in self._seen:
-            return True
-        self._seen[message.message_id] = now
-        return False
+        return self._seen.seen(message.message_id, now)
 
     def check(self, messages: list[AmqpMessage]) -> None:
         """Refuse the whole transfer the way the service does before storing anything."""
@@ -516,7 +529,7 @@ class Ingress:
             scheduled = message.annotation("x-opt-scheduled-enqueue-time")
             seq = self._sequence()
             if scheduled is not None and int(scheduled) / 1000.0 > now:
-                self._scheduled[seq] = ScheduledMessage(seq, message, int(scheduled) / 1000.0, now)
+                self._add_scheduled(ScheduledMessage(seq, message, int(scheduled) / 1000.0, now))
                 continue
             touched |= self._deliver(seq, message, now)
         return touched
@@ -528,8 +541,16 @@ class Ingress:
         # still answers with a sequence number, but keeps only the first message
         # (Azure/azure-service-bus#265).
         if not self._is_duplicate(message, now):
-            self._scheduled[seq] = ScheduledMessage(seq, message, at, now)
+            self._add_scheduled(ScheduledMessage(seq, message, at, now))
         return seq
+
+    def _add_scheduled(self, item: ScheduledMessage) -> None:
+        self._scheduled[item.sequence_number] = item
+        self._due.push(item.sequence_number, item.due)
+
+    @property
+    def scheduled_count(self) -> int:
+        return len(self._scheduled)
 
     def scheduled(self, from_sequence: int, session_id: str | None = None) -> list[ScheduledMessage]:
         """Scheduled messages from ``from_sequence`` on, in sequence order (for peek)."""
@@ -540,6 +561,7 @@ class Ingress:
         ]
 
     def cancel_scheduled(self, sequence_number: int) -> None:
+        self._due.discard(int(sequence_number))
         if self._scheduled.pop(int(sequence_number), None) is None:
             raise EntityError(
                 "com.microsoft:message-not-found",
@@ -553,7 +575,10 @@ class Ingress:
             target.enqueue(
                 StoredMessage(
                     sequence_number=seq,
-                    message=message.copy(),
+                    # Shared, not copied, across subscriptions: a stored message is never changed
+                    # in place (dead-lettering copies it first), and a copy per subscription
+                    # was most of the memory per stored event.
+                    message=message,
                     enqueued_at=now,
                     expires_at=now + min(ttls) if ttls else None,
                 )
@@ -562,10 +587,10 @@ class Ingress:
         return touched
 
     def tick(self, now: float, result: TickResult) -> None:
-        for seq, item in sorted(self._scheduled.items()):
-            if item.due <= now:
-                del self._scheduled[seq]
-                result.available |= self._deliver(seq, item.message, now)
+        # Only the due ones (a heap by due time); entities order them by sequence number.
+        for seq in self._due.pop_due(now):
+            item = self._scheduled.pop(seq)
+            result.available |= self._deliver(seq, item.message, now)
 
 
 @dataclass

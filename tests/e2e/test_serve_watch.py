@@ -142,9 +142,12 @@ def test_serve_produce_watch_fault_given_up_and_a_clean_stop(
     assert dead["jobId"] == "doomed-job"
     assert "body" not in dead  # a dead letter is shown without its body
 
-    # The fault stays pending (times=always) until cleared; 5 deliveries fired it.
+    # The fault stays pending (times=always) until cleared, and it fired. How often depends on
+    # timing: its Retry-After (1 s) gates the account, and the host loop redelivers fast enough
+    # that the later deliveries fall inside the gate and give up without calling Batch. The 5
+    # deliveries themselves are what MaxDeliveryCountExceeded above shows.
     listed = _fault(capsys, "--state", state_file)["pending"]
-    assert [(f["job"], f["times"], f["fired"] >= 5) for f in listed] == [("doomed-job", "always", True)]
+    assert [(f["job"], f["times"], f["fired"] >= 1) for f in listed] == [("doomed-job", "always", True)]
     assert _fault(capsys, "--state", state_file, "--clear") == {"cleared": 1}
 
     proc.send_signal(signal.SIGINT)
