@@ -220,7 +220,11 @@ ROWS: tuple[Row, ...] = (
         "batch-401-once",
         "401 on every message's first PATCH: the token is refreshed and the PATCH sent once more",
         frozenset({"applied"}),
-        arrange=lambda s, ids: s.emu.inject(Fault.error(401, method="PATCH", times=len(ids))),
+        # One 401 per job, not len(ids) for any PATCH: a second 401 is final, so one
+        # message's resend must not take the 401 meant for another's first PATCH.
+        arrange=lambda s, ids: [
+            s.emu.inject(Fault.error(401, method="PATCH", job_id=j, times=1)) for j in ids
+        ],
         check=_token_refreshed,
     ),
     Row(
