@@ -112,7 +112,9 @@ class DueHeap[K: Hashable]:
     __slots__ = ("_counter", "_due", "_heap")
 
     def __init__(self) -> None:
-        self._due: dict[K, float] = {}
+        # key -> the sequence of its live heap entry: a re-push at the same due time must
+        # leave the older entry stale, so liveness is by sequence, not by due time.
+        self._due: dict[K, int] = {}
         self._heap: list[tuple[float, int, K]] = []
         self._counter = 0  # ties broken by insertion order; keys are never compared
 
@@ -123,11 +125,11 @@ class DueHeap[K: Hashable]:
         return key in self._due
 
     def push(self, key: K, due: float) -> None:
-        self._due[key] = due
         self._counter += 1
+        self._due[key] = self._counter
         heapq.heappush(self._heap, (due, self._counter, key))
         if len(self._heap) > 2 * len(self._due) + 64:
-            self._heap = [(t, n, k) for t, n, k in self._heap if self._due.get(k) == t]
+            self._heap = [(t, n, k) for t, n, k in self._heap if self._due.get(k) == n]
             heapq.heapify(self._heap)
 
     def discard(self, key: K) -> None:
@@ -142,8 +144,8 @@ class DueHeap[K: Hashable]:
         out: list[K] = []
         heap = self._heap
         while heap and heap[0][0] <= now:
-            due, _, key = heapq.heappop(heap)
-            if self._due.get(key) == due:
+            _, seq, key = heapq.heappop(heap)
+            if self._due.get(key) == seq:
                 del self._due[key]
                 out.append(key)
         return out
