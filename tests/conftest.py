@@ -5,15 +5,33 @@ standard validator: the schemas are checked against all the examples the suite h
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 from jsonschema import Draft202012Validator
 
 import handlers.events
 from handlers.contract import JobUpdateMessage
+
+# CI (.ci/run) runs the property tests derandomized: the same examples on every run, so
+# a red CI is the change's doing and reproduces anywhere, and with no deadline, so a
+# loaded machine cannot fail a test on time (speed is measured in bench/). A developer's
+# run (the README's command) explores fresh examples each time. Loaded only when asked:
+# the mutation runs bring their own profile (tests/mutation/_profile.py).
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    database=None,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+if "HYPOTHESIS_PROFILE" in os.environ:
+    settings.load_profile(os.environ["HYPOTHESIS_PROFILE"])
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 MESSAGE_SCHEMA = Draft202012Validator(json.loads((DOCS / "job-update.schema.json").read_text()))
