@@ -43,44 +43,73 @@ def to_service_bus_message(event: OutcomeEvent, *, session: bool) -> ServiceBusM
     )
 
 
-class ServiceBusPublisher:
-    """One long-lived client and topic sender per process."""
+class _Link:
+    """One topic sender (one AMQP link) and the lock that opens it once."""
 
-    def __init__(self, client: ServiceBusClient, topic: str, *, sessions: bool = False) -> None:
+    __slots__ = ("lock", "sender")
+
+    def __init__(self) -> None:
+        self.sender: ServiceBusSender | None = None
+        self.lock = asyncio.Lock()
+
+
+class ServiceBusPublisher:
+    """One long-lived client and `links` topic senders per process.
+
+    Events that arrive while every link has a transfer in flight wait and go out together
+    in the next free link's transfer (coalescing). With one link an event can wait for the
+    transfer in flight and then its own; a second link lets it go at once while the first
+    is out, at some CPU (fewer events per transfer) and one more AMQP link
+    (docs/performance.md, "The publish's latency").
+    """
+
+    def __init__(
+        self, client: ServiceBusClient, topic: str, *, sessions: bool = False, links: int = 1
+    ) -> None:
+        if links < 1:
+            raise ValueError("a publisher needs at least one link")
         self._client = client
         self._topic = topic
         self._sessions = sessions
-        self._sender: ServiceBusSender | None = None
-        self._lock = asyncio.Lock()
+        self._links = [_Link() for _ in range(links)]
+        self._idle = list(reversed(self._links))  # popped from the end: link 0 first
         self._pending: list[tuple[list[OutcomeEvent], asyncio.Future[None]]] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._running: set[asyncio.Task[None]] = set()
         self._warming: asyncio.Task[None] | None = None
         self.transfers = 0  # sends to the broker (batches count once): how well coalescing works
 
     @classmethod
     def from_namespace(
-        cls, namespace: str, credential: AsyncTokenCredential, topic: str, *, sessions: bool = False
+        cls,
+        namespace: str,
+        credential: AsyncTokenCredential,
+        topic: str,
+        *,
+        sessions: bool = False,
+        links: int = 1,
     ) -> ServiceBusPublisher:
-        return cls(ServiceBusClient(namespace, credential), topic, sessions=sessions)
+        return cls(ServiceBusClient(namespace, credential), topic, sessions=sessions, links=links)
 
     @classmethod
     def from_connection_string(
-        cls, connection_string: str, topic: str, *, sessions: bool = False
+        cls, connection_string: str, topic: str, *, sessions: bool = False, links: int = 1
     ) -> ServiceBusPublisher:
-        return cls(ServiceBusClient.from_connection_string(connection_string), topic, sessions=sessions)
+        return cls(
+            ServiceBusClient.from_connection_string(connection_string), topic, sessions=sessions, links=links
+        )
 
-    async def _get_sender(self) -> ServiceBusSender:
-        if self._sender is None:
-            async with self._lock:
-                if self._sender is None:
-                    self._sender = open_without_polling(self._client.get_topic_sender(self._topic))
-        return self._sender
+    async def _get_sender(self, link: _Link) -> ServiceBusSender:
+        if link.sender is None:
+            async with link.lock:
+                if link.sender is None:
+                    link.sender = open_without_polling(self._client.get_topic_sender(self._topic))
+        return link.sender
 
     def start_warming(self) -> asyncio.Task[None]:
-        """Open the topic link in the background, ahead of the first publish.
+        """Open the topic links in the background, ahead of the first publish.
 
-        A publish that comes while it opens waits for it (two opens of one sender
-        would tear each other down); a failed warm-up only drops the sender, and
+        A publish that comes while they open waits for it (two opens of one sender
+        would tear each other down); a failed warm-up only drops that sender, and
         the publish opens its own as it always did.
         """
         if self._warming is None:
@@ -88,50 +117,63 @@ class ServiceBusPublisher:
         return self._warming
 
     async def _warm(self) -> None:
+        await asyncio.gather(*(self._warm_link(link) for link in self._links))
+
+    async def _warm_link(self, link: _Link) -> None:
         try:
-            sender = await self._get_sender()
+            sender = await self._get_sender(link)
             await sender.__aenter__()  # the SDK's own open, with its retries and deadline
         except Exception as exc:
             log.warning(
                 "opening the outcome topic link ahead of time failed (%s); it opens on first publish",
                 type(exc).__name__,
             )
-            await self._reset_sender()
+            await self._reset_sender(link)
 
     async def publish(self, events: Sequence[OutcomeEvent]) -> None:
         """Send the events; returns once the broker has accepted them.
 
-        Calls that arrive while a send is in flight are coalesced into the next
-        send as one batch (one AMQP transfer): under concurrency the per-event
+        Calls that arrive while every link has a send in flight are coalesced into
+        the next send as one batch (one AMQP transfer): under concurrency the per-event
         cost of the SDK is shared. A failure fails every caller in that batch.
         """
         if not events:
             return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((list(events), done))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush())
+        self._dispatch()
         await done
 
-    async def _flush(self) -> None:
-        while self._pending:
+    def _dispatch(self) -> None:
+        """Hand what is pending to an idle link, if there is one."""
+        while self._pending and self._idle:
+            link = self._idle.pop()
             waiting, self._pending = self._pending, []
-            events = [event for batch, _ in waiting for event in batch]
-            try:
-                await self._send(events)
-            except Exception as exc:
-                for _, done in waiting:
-                    if not done.done():
-                        done.set_exception(exc)
-            else:
-                for _, done in waiting:
-                    if not done.done():
-                        done.set_result(None)
+            task = asyncio.create_task(self._transfer(link, waiting))
+            self._running.add(task)  # held: the loop keeps only weak references to tasks
+            task.add_done_callback(self._running.discard)
 
-    async def _send(self, events: list[OutcomeEvent]) -> None:
+    async def _transfer(
+        self, link: _Link, waiting: list[tuple[list[OutcomeEvent], asyncio.Future[None]]]
+    ) -> None:
+        try:
+            await self._send(link, [event for batch, _ in waiting for event in batch])
+        except Exception as exc:
+            for _, done in waiting:
+                if not done.done():
+                    done.set_exception(exc)
+        else:
+            for _, done in waiting:
+                if not done.done():
+                    done.set_result(None)
+        finally:
+            self._idle.append(link)
+            self._dispatch()  # what arrived meanwhile goes next, as one batch
+
+    async def _send(self, link: _Link, events: list[OutcomeEvent]) -> None:
         if self._warming is not None and not self._warming.done():
             await asyncio.wait([self._warming])  # never raises: _warm keeps its failures
-        sender = await self._get_sender()
+        sender = await self._get_sender(link)
         try:
             # Each event encoded once, directly, into a batch (handlers/outcome_batch.py);
             # a lone event too: a batch of one is what send_messages([message]) sends, and
@@ -151,11 +193,11 @@ class ServiceBusPublisher:
             await sender.send_messages(batch)
         except Exception:
             # Drop the sender: a broken link is rebuilt on the next publish.
-            await self._reset_sender()
+            await self._reset_sender(link)
             raise
 
-    async def _reset_sender(self) -> None:
-        sender, self._sender = self._sender, None
+    async def _reset_sender(self, link: _Link) -> None:
+        sender, link.sender = link.sender, None
         if sender is not None:
             try:
                 await sender.close()
@@ -166,5 +208,6 @@ class ServiceBusPublisher:
         if self._warming is not None and not self._warming.done():
             self._warming.cancel()
             await asyncio.wait([self._warming])
-        await self._reset_sender()
+        for link in self._links:
+            await self._reset_sender(link)
         await self._client.close()

@@ -54,7 +54,8 @@ def make_batch_client(settings: Settings, credential: AsyncTokenCredential | Non
 
 
 def make_servicebus_client(settings: Settings, credential: AsyncTokenCredential | None) -> ServiceBusClient:
-    """One AMQP connection for the topic sender and the queue sender (copies)."""
+    """One client for the topic senders and the queue sender (copies); the SDK opens an
+    AMQP connection per sender (it shares none by default)."""
     tls = amqp_tls_context()  # built at import, off the event loop (handlers/amqp_open.py)
     if settings.servicebus_connection_string is not None:
         return ServiceBusClient.from_connection_string(
@@ -66,7 +67,10 @@ def make_servicebus_client(settings: Settings, credential: AsyncTokenCredential 
 
 def make_publisher(settings: Settings, client: ServiceBusClient) -> Publisher:
     return ServiceBusPublisher(
-        client, settings.outcome_topic, sessions=settings.outcome_topic_requires_session
+        client,
+        settings.outcome_topic,
+        sessions=settings.outcome_topic_requires_session,
+        links=settings.publish_links,
     )
 
 

@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     # the message is not dead-lettered without its event (docs/reliability.md).
     # With the Batch budget (<= 240 s) it stays inside the 5-minute lock renewal.
     publish_hold_seconds: float = Field(45.0, ge=0, le=55, alias="OUTCOME_PUBLISH_HOLD_SECONDS")
+    # Topic senders (AMQP links) that may have a transfer in flight at once: more cuts
+    # the time an event waits behind another transfer, at some CPU per event
+    # (docs/performance.md, "The publish's latency").
+    publish_links: int = Field(1, ge=1, le=4, alias="OUTCOME_PUBLISH_LINKS")
     # In Azure: identity-based (namespace + managed identity). Locally: the
     # connection string the trigger uses too (`ServiceBusConnection`).
     servicebus_namespace: str | None = Field(None, alias="ServiceBusConnection__fullyQualifiedNamespace")
