@@ -12,10 +12,12 @@ loop keeps servicing AMQP and connection pools) while the others are measured.
 Variants (the same PATCH of the same 16 jobs, same body and headers, same token source):
 - pipeline_publish: JobUpdateHandler.handle() on raw message bodies, the Runtime built
   from app settings exactly as in Azure, outcome events to the local broker;
+- pipeline_publish_2links (extra): the same with OUTCOME_PUBLISH_LINKS=2;
 - pipeline: the same with a publisher that drops the events;
 - aiohttp: a bare aiohttp ClientSession PATCH (the Python floor);
 - azure_batch_sdk: azure-batch's async `update_job` over azure-core's aiohttp transport
-  with a pre-built, pooled session (see `sdk_client`);
+  with a pre-built, pooled session (see `sdk_client`); azure_batch_sdk_ca_file (extra):
+  the same with connection_verify=<CA file>;
 - httpx_default: httpx.AsyncClient with its default (httpcore) transport.
 """
 
@@ -93,7 +95,9 @@ class Variant:
 
     async def start(self) -> None:
         os.environ.update(app_settings(self.info, self.connection_string))
-        if self.name in ("pipeline_publish", "pipeline"):
+        if self.name == "pipeline_publish_2links":
+            os.environ["OUTCOME_PUBLISH_LINKS"] = "2"  # the one difference from (a)
+        if self.name in ("pipeline_publish", "pipeline_publish_2links", "pipeline"):
             await self._pipeline()
         elif self.name == "aiohttp":
             await self._aiohttp()
@@ -351,7 +355,9 @@ async def callgrind(variant: Variant, n: int, concurrencies: Sequence[int]) -> N
 
 async def amain(args: argparse.Namespace, info: dict[str, Any]) -> int:
     variant = Variant(
-        args.variant, info, info.get("connection_string") if args.variant == "pipeline_publish" else None
+        args.variant,
+        info,
+        info.get("connection_string") if args.variant.startswith("pipeline_publish") else None,
     )
     await variant.start()
     try:

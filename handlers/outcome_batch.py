@@ -34,7 +34,8 @@ def session_of(event: OutcomeEvent) -> str:
 
 
 def amqp_message(event: OutcomeEvent, *, session: bool) -> Message:
-    """The pyamqp message `to_service_bus_message(event)` becomes on the way out."""
+    """The pyamqp message the SDK builds from the event on the way out (the reference:
+    `to_service_bus_message` in tests/sdk_reference.py)."""
     return Message(
         properties=Properties(
             message_id=event.id,  # deterministic: the topic's duplicate detection drops republished events

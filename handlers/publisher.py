@@ -14,13 +14,12 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from azure.core.credentials_async import AsyncTokenCredential
-from azure.servicebus import ServiceBusMessage
 from azure.servicebus.aio import ServiceBusClient, ServiceBusSender
 from azure.servicebus.exceptions import MessageSizeExceededError
 
 from handlers.amqp_open import open_without_polling
-from handlers.events import EVENT_CONTENT_TYPE, OutcomeEvent
-from handlers.outcome_batch import session_of, try_add
+from handlers.events import OutcomeEvent
+from handlers.outcome_batch import try_add
 
 log = logging.getLogger(__name__)
 
@@ -29,18 +28,6 @@ class Publisher(Protocol):
     async def publish(self, events: Sequence[OutcomeEvent]) -> None: ...
 
     async def aclose(self) -> None: ...
-
-
-def to_service_bus_message(event: OutcomeEvent, *, session: bool) -> ServiceBusMessage:
-    return ServiceBusMessage(
-        event.body,
-        content_type=EVENT_CONTENT_TYPE,
-        message_id=event.id,  # deterministic: the topic's duplicate detection drops republished events
-        correlation_id=event.source_message_id,
-        subject=event.outcome.value,
-        application_properties=event.application_properties(),  # type: ignore[arg-type]
-        session_id=session_of(event) if session else None,
-    )
 
 
 class _Link:

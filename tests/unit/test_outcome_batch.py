@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from handlers.events import OutcomeEvent
 from handlers.outcome_batch import amqp_message, encode, encode_outcome, try_add
 from handlers.outcomes import Outcome
-from handlers.publisher import to_service_bus_message
+from tests.sdk_reference import to_service_bus_message
 
 text = st.text(max_size=80)  # long enough for the 32-bit list, map and string forms
 events = st.builds(

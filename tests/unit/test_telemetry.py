@@ -41,10 +41,10 @@ from handlers.flow_control import FlowControl
 from handlers.handler import RetryLater
 from handlers.lineage import Lineage
 from handlers.outcomes import Outcome
-from handlers.publisher import to_service_bus_message
 from handlers.requeue import Envelope
 from handlers.wire import client_request_id_for
 from tests.infra.test_alert_contract import alert_queries
+from tests.sdk_reference import to_service_bus_message
 from tests.unit.test_handler_loop import (
     MAX_DELIVERIES,
     PRIORITY,
