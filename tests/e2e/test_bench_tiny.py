@@ -59,3 +59,35 @@ def test_tiny_bench_writes_every_figure_and_the_plot(tmp_path: Path) -> None:
     assert cold["function_app"]["import_s"] > 0 and cold["function_app"]["first_message_s"] > 0
     assert cold["dependencies"]["import_s"] > 0
     assert "bare aiohttp" in done.stdout and "(1.00x)" in done.stdout
+
+
+def test_publish_latency_bench_reports_every_link_count(tmp_path: Path) -> None:
+    out = tmp_path / "latency.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "bench/publish_latency.py",
+            "--links",
+            "1",
+            "2",
+            "--events",
+            "64",
+            "--rounds",
+            "1",
+            "--concurrency",
+            "8",
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(out.read_text())["results"]
+    assert set(results) == {"8"} and set(results["8"]) == {"1", "2"}
+    for figures in results["8"].values():
+        assert 0 < figures["p50_ms"] <= figures["p99_ms"], figures
+        assert figures["events_per_transfer"] >= 1 and figures["cpu_ms_per_event"] > 0, figures
