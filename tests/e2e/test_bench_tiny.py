@@ -18,16 +18,22 @@ VARIANTS = {"pipeline_publish", "pipeline", "aiohttp", "azure_batch_sdk", "httpx
 CONCURRENCY = {"1", "16", "64"}
 
 
-def test_tiny_bench_writes_every_figure_and_the_plot(tmp_path: Path) -> None:
+def run_bench(*argv: str, timeout: float) -> str:
+    """Run a bench script; its stdout."""
     done = subprocess.run(
-        [sys.executable, "bench/run.py", "--tiny", "--out-dir", str(tmp_path), "--name", "tiny"],
+        [sys.executable, *argv],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_tiny_bench_writes_every_figure_and_the_plot(tmp_path: Path) -> None:
+    stdout = run_bench("bench/run.py", "--tiny", "--out-dir", str(tmp_path), "--name", "tiny", timeout=300)
     results = json.loads((tmp_path / "tiny.json").read_text())
     png = (tmp_path / "tiny.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 1000
@@ -58,34 +64,15 @@ def test_tiny_bench_writes_every_figure_and_the_plot(tmp_path: Path) -> None:
     cold = results["cold_start"]
     assert cold["function_app"]["import_s"] > 0 and cold["function_app"]["first_message_s"] > 0
     assert cold["dependencies"]["import_s"] > 0
-    assert "bare aiohttp" in done.stdout and "(1.00x)" in done.stdout
+    assert "bare aiohttp" in stdout and "(1.00x)" in stdout
 
 
 def test_publish_latency_bench_reports_every_link_count(tmp_path: Path) -> None:
     out = tmp_path / "latency.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "bench/publish_latency.py",
-            "--links",
-            "1",
-            "2",
-            "--events",
-            "64",
-            "--rounds",
-            "1",
-            "--concurrency",
-            "8",
-            "--json",
-            str(out),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_bench(
+        "bench/publish_latency.py", "--links", "1", "2", "--events", "64", "--rounds", "1",
+        "--concurrency", "8", "--json", str(out), timeout=120,
+    )  # fmt: skip
     results = json.loads(out.read_text())["results"]
     assert set(results) == {"8"} and set(results["8"]) == {"1", "2"}
     for figures in results["8"].values():

@@ -101,13 +101,21 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
-async def test_with_two_links_an_event_does_not_wait_behind_the_transfer_in_flight() -> None:
+async def two_publishes(
+    links: int,
+) -> tuple[Client, ServiceBusPublisher, asyncio.Task[None], asyncio.Task[None]]:
+    """A publisher with `links` links, and two publishes started one after the other."""
     client = Client()
-    publisher = ServiceBusPublisher(client, "t", links=2)  # type: ignore[arg-type]
+    publisher = ServiceBusPublisher(client, "t", links=links)  # type: ignore[arg-type]
     first = asyncio.create_task(publisher.publish([event(1)]))
     await settle()
     second = asyncio.create_task(publisher.publish([event(2)]))
     await settle()
+    return client, publisher, first, second
+
+
+async def test_with_two_links_an_event_does_not_wait_behind_the_transfer_in_flight() -> None:
+    client, publisher, first, second = await two_publishes(links=2)
     assert [(s.name, ids) for s, ids, _ in client.in_flight] == [
         ("link0", [event(1).id]),
         ("link1", [event(2).id]),  # out while link0's transfer is still in flight
@@ -121,12 +129,7 @@ async def test_with_two_links_an_event_does_not_wait_behind_the_transfer_in_flig
 
 
 async def test_with_one_link_the_second_event_waits_for_the_first_transfer() -> None:
-    client = Client()
-    publisher = ServiceBusPublisher(client, "t")  # type: ignore[arg-type]
-    first = asyncio.create_task(publisher.publish([event(1)]))
-    await settle()
-    second = asyncio.create_task(publisher.publish([event(2)]))
-    await settle()
+    client, _, first, second = await two_publishes(links=1)
     assert len(client.in_flight) == 1
     client.finish()
     await first
@@ -155,12 +158,7 @@ async def test_events_arriving_while_every_link_is_busy_go_out_together() -> Non
 
 
 async def test_a_failed_transfer_fails_its_own_callers_and_drops_only_its_link() -> None:
-    client = Client()
-    publisher = ServiceBusPublisher(client, "t", links=2)  # type: ignore[arg-type]
-    first = asyncio.create_task(publisher.publish([event(1)]))
-    await settle()
-    second = asyncio.create_task(publisher.publish([event(2)]))
-    await settle()
+    client, publisher, first, second = await two_publishes(links=2)
     client.finish(0, ok=False)  # link0's transfer fails
     with pytest.raises(ConnectionError):
         await first
