@@ -142,13 +142,23 @@ def changes(job: dict[str, Any], body: dict[str, Any], *, replace_nested: bool =
     }
 
 
+def mergeable(job: dict[str, Any]) -> bool:
+    """Can `merge` read this job? Its metadata must be name/value pairs, as Batch's
+    contract says; a read holding anything else (a proxy's or a broken reply) is not a
+    job to merge into, and must end as a failure, not as an exception and a redelivery."""
+    metadata = job.get("metadata")
+    return not isinstance(metadata, list) or all(
+        isinstance(item, dict) and isinstance(item.get("name"), str) and "value" in item for item in metadata
+    )
+
+
 def merge(job: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     """Merge mode: apply only the named nested fields onto the job's current values.
 
     Objects merge field by field (recursively); metadata merges by name (upsert,
     keeping order); poolInfo switching between poolId and autoPoolSpecification
     replaces it; scalars and other lists replace. Returns the full new values
-    of the top-level properties the update names.
+    of the top-level properties the update names. The job must be `mergeable`.
     """
     merged: dict[str, Any] = {}
     for name, new in update.items():

@@ -35,7 +35,16 @@ from handlers.contract import JobUpdateMessage, check_ocp_date, given, is_job_id
 from handlers.endpoints import resolve_endpoint
 from handlers.errors import EndpointError, InvalidMessage, Problem
 from handlers.lineage import jitter
-from handlers.outcomes import Outcome, Result, Write, already_in_place, changes, evaluate_conditions, merge
+from handlers.outcomes import (
+    Outcome,
+    Result,
+    Write,
+    already_in_place,
+    changes,
+    evaluate_conditions,
+    merge,
+    mergeable,
+)
 from handlers.redaction import request_strings, without_echoes
 from handlers.wire import (
     BatchError,
@@ -293,7 +302,7 @@ def _merge(job: Job, history: tuple[Exchange, ...]) -> Send | Done:
     if not reply.ok:
         return _final(job, history, last)
     current = reply.json()
-    if current is None:
+    if current is None or not mergeable(current):
         return _unreadable(job, history, last)
     if not reply.etag:
         # Without the read's ETag the write could not be guarded against a lost update.
@@ -344,10 +353,10 @@ def _dry_run(job: Job, history: tuple[Exchange, ...]) -> Send | Done:
     reply = _reply(got)
     if not reply.ok:
         return _final(job, history, got)
-    current = reply.json()
-    if current is None:
-        return _unreadable(job, history, got)
     merging = job.message.mode == "merge"
+    current = reply.json()
+    if current is None or (merging and not mergeable(current)):
+        return _unreadable(job, history, got)
     wanted = merge(current, job.update) if merging else job.update
     return _finish(
         job,
@@ -380,7 +389,10 @@ def internal_error(inbound: Inbound, policy: Policy, exc: BaseException, now: da
 
 def _unreadable(job: Job, history: tuple[Exchange, ...], read: Exchange) -> Done:
     """A 200 read whose body is not a job: nothing can be merged into it or compared."""
-    error = BatchError("UnreadableJob", "the job read returned a body that is not a JSON object")
+    error = BatchError(
+        "UnreadableJob",
+        "the job read returned a body that is not a job (a JSON object whose metadata is name/value pairs)",
+    )
     return _finish(job, history, Outcome.failed, read, error=error, write=Write.none)
 
 
