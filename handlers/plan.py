@@ -391,7 +391,8 @@ def _unreadable(job: Job, history: tuple[Exchange, ...], read: Exchange) -> Done
     """A 200 read whose body is not a job: nothing can be merged into it or compared."""
     error = BatchError(
         "UnreadableJob",
-        "the job read returned a body that is not a job (a JSON object whose metadata is name/value pairs)",
+        "the job read returned a body that is not a job: not a JSON object, nested too deep, "
+        "a non-finite number, or metadata that is not name/value pairs",
     )
     return _finish(job, history, Outcome.failed, read, error=error, write=Write.none)
 

@@ -19,6 +19,8 @@ from enum import StrEnum
 from typing import Any, Literal, get_args
 from urllib.parse import quote
 
+from pydantic_core import from_json
+
 from handlers.wire_formats import format_http_date
 
 __all__ = [
@@ -187,12 +189,30 @@ class BatchReply:
         return None if self.ok else BatchError.parse(self.body, self.status)
 
     def json(self) -> dict[str, Any] | None:
-        """The body as a JSON object, or None when it is not one (empty, HTML, a list)."""
+        """The body as a JSON object, or None when it is not one a job can be: empty,
+        HTML, a list, nested past the parser's limit (200 levels, so nothing that walks
+        it can overflow the stack), or holding a non-finite number (NaN, or 1e400
+        read as infinity), which no JSON request or event could carry on."""
         try:
-            data = json.loads(self.body)
-        except (ValueError, RecursionError):
+            data = from_json(self.body.removeprefix(b"\xef\xbb\xbf"), allow_inf_nan=False)
+        except ValueError:
             return None
-        return data if isinstance(data, dict) else None
+        return data if isinstance(data, dict) and _finite(data) else None
+
+
+def _finite(value: Any) -> bool:
+    """No float in `value` is NaN or infinite (iterative: any depth)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            if item != item or item in (float("inf"), float("-inf")):
+                return False
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:

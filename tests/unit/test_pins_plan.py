@@ -501,9 +501,12 @@ def test_after_a_cut_a_split_request_string_leaves_no_prefix() -> None:
 
 def test_a_non_finite_number_read_from_batch_is_never_sent() -> None:
     job = job_for(message(mode="merge", update={"constraints": {"maxTaskRetryCount": 1}}))
-    odd = Sent(BatchReply(200, "0x2", None, "r", None, None, b'{"constraints": {"x": NaN}}'), 1)
-    with pytest.raises(ValueError, match="JSON compliant"):
-        step(job, odd)
+    bodies = (b'{"constraints": {"x": NaN}}', b'{"constraints": {"x": 1e400}}', b'{"priority": -Infinity}')
+    for body in bodies:
+        odd = Sent(BatchReply(200, "0x2", None, "r", None, None, body), 1)
+        done = step(job, odd)  # a failure with no write, not an exception on the way to the PATCH
+        assert isinstance(done, Done) and done.result.outcome is Outcome.failed, body
+        assert done.result.error is not None and done.result.error.code == "UnreadableJob"
 
 
 def test_a_two_character_quoted_read_etag_is_kept() -> None:

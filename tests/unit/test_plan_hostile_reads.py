@@ -3,7 +3,8 @@
 A read's body is open-ended input like a message. Whatever it holds, the plan ends in
 a Done, never an exception (which would take the internal-error road: redeliveries and
 a `given-up` for a fault no retry can fix), and a merge never writes into a job whose
-shape it cannot read.
+shape it cannot read. Whatever ends the plan, its outcome event is strict JSON (a read's
+NaN or 1e400 must not reach a subscriber as a literal no JSON parser accepts).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from handlers.events import build_event
 from handlers.outcomes import Outcome, Write, mergeable
 from handlers.plan import Done, Exchange, Job, next_step
 from handlers.wire import BatchReply, Sent
@@ -29,9 +31,7 @@ FIELD_NAMES = [
     "maxTaskRetryCount",
     "x",
 ]
-scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False), st.text(max_size=5)
-)
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(), st.text(max_size=5))
 json_values = st.recursive(
     scalars,
     lambda inner: (
@@ -59,6 +59,25 @@ MODES: dict[str, dict[str, Any]] = {
     "dry-run": {"options": {"dryRun": True}},
     "dry-run merge": {"mode": "merge", "options": {"dryRun": True}},
 }
+
+
+def strict_json(body: bytes) -> Any:
+    def refuse(constant: str) -> Any:
+        raise AssertionError(f"{constant} in an outcome event")
+
+    return json.loads(body, parse_constant=refuse)
+
+
+def non_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return value != value or value in (float("inf"), float("-inf"))
+    if isinstance(value, dict):
+        return any(non_finite(v) for v in value.values())
+    return isinstance(value, list) and any(non_finite(v) for v in value)
+
+
+def nested(depth: int) -> bytes:
+    return b'{"id": "job-1", "networkConfiguration": ' + b'{"x": ' * depth + b"1" + b"}" * depth + b"}"
 
 
 def run(job: Job, read_body: bytes, patch_status: int) -> tuple[Done, list[str]]:
@@ -91,9 +110,11 @@ def test_any_read_body_ends_the_plan_and_merge_never_writes_into_what_it_cannot_
 ) -> None:
     conditions = {"conditions": {"ifMatch": "0x1"}} if if_match else {}
     job = job_for(message(update=update, **MODES[mode], **conditions))
-    done, methods = run(job, json.dumps(body).encode(), patch_status)
-    assert done.result.error is None or done.result.error.code != "InternalError"
-    if "merge" in mode and not mergeable(body):
+    read = json.dumps(body).encode()  # NaN and infinities as the literals json writes
+    done, methods = run(job, read, patch_status)  # no exception: the plan decides every body
+    strict_json(build_event(done.result, "m-1").body)
+    if mode != "replace" and (non_finite(body) or ("merge" in mode and not mergeable(body))):
+        # A read the plan cannot use: merge and dry-run read first, and stop there.
         assert methods == ["GET"]
         assert done.result.outcome is Outcome.failed and done.result.write is Write.none
         assert done.result.error is not None and done.result.error.code == "UnreadableJob"
@@ -121,6 +142,25 @@ def test_a_merge_read_with_malformed_metadata_is_failed_not_an_exception(
     assert methods == ["GET"]
     assert done.result.outcome is Outcome.failed
     assert done.result.error is not None and done.result.error.code == "UnreadableJob"
+
+
+@pytest.mark.parametrize("mode", ["merge", "dry-run", "dry-run merge"])
+@pytest.mark.parametrize(
+    "body", [nested(300), nested(1500), b'{"id": "job-1", "priority": NaN}', b'{"priority": 1e400}']
+)
+def test_deep_or_non_finite_reads_are_unreadable_not_an_exception(mode: str, body: bytes) -> None:
+    job = job_for(message(update={"priority": 20}, **MODES[mode]))
+    done, methods = run(job, body, 200)
+    assert methods == ["GET"]
+    assert done.result.outcome is Outcome.failed
+    assert done.result.error is not None and done.result.error.code == "UnreadableJob"
+    strict_json(build_event(done.result, "m-1").body)
+
+
+def test_a_read_nested_as_deep_as_the_parser_allows_is_still_read() -> None:
+    job = job_for(message(mode="merge", update={"priority": 20}))
+    done, methods = run(job, nested(198), 200)  # 200 levels with the outer two: the most it reads
+    assert methods == ["GET", "PATCH"] and done.result.outcome is Outcome.applied
 
 
 def test_well_formed_metadata_still_merges_by_name() -> None:
