@@ -9,6 +9,9 @@
     ├── UsageError                 a bad command-line option or input file (`check`: exit 2)
     ├── AlreadySettled             explicit settlement (JOB_UPDATES_SETTLEMENT=actions) asked
     │                              to settle a message a second time: a bug, never sent
+    ├── PublishInterrupted         an outcome event's transfer was cancelled, or the publisher
+    │                              closed, before the broker answered: not published (the
+    │                              message is abandoned and its redelivery publishes)
     └── RetryLater                 raised to the Functions host: abandon the message so
         │                          Service Bus redelivers it. On the last delivery the
         │                          `given-up` event has been published before it is raised.
@@ -32,6 +35,7 @@ __all__ = [
     "InvalidMessage",
     "JobUpdateError",
     "Problem",
+    "PublishInterrupted",
     "RetryLater",
     "UsageError",
 ]
@@ -71,6 +75,10 @@ class UsageError(JobUpdateError):
 
 class AlreadySettled(JobUpdateError):
     """A second settlement of one message (explicit settlement only): refused, not sent."""
+
+
+class PublishInterrupted(JobUpdateError):
+    """An outcome event whose transfer was cancelled or never started: not published."""
 
 
 class RetryLater(JobUpdateError):

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from handlers.errors import PublishInterrupted
 from handlers.events import OutcomeEvent, build_event
 from handlers.outcomes import Outcome, Result
 from handlers.publisher import ServiceBusPublisher
@@ -51,11 +52,14 @@ class Sender:
         self._handler: Any = None
         self.transfers: list[list[str]] = []
         self.closed = False
+        self.opened = False
 
     def _create_handler(self, auth: Any) -> None:
         return None
 
     async def __aenter__(self) -> Sender:
+        await self.client.open_gate(self)
+        self.opened = True
         return self
 
     async def create_message_batch(self) -> Batch:
@@ -77,14 +81,22 @@ class Client:
     def __init__(self) -> None:
         self.senders: list[Sender] = []
         self.in_flight: list[tuple[Sender, list[str], asyncio.Future[bool]]] = []
+        self.gates: dict[str, asyncio.Event] = {}  # a sender's open waits for its gate, if any
+        self.closed = False
+
+    async def open_gate(self, sender: Sender) -> None:
+        gate = self.gates.get(sender.name)
+        if gate is not None:
+            await gate.wait()
 
     def get_topic_sender(self, topic: str) -> Sender:
+        assert not self.closed, "a sender opened on a closed client"
         sender = Sender(self, f"link{len(self.senders)}")
         self.senders.append(sender)
         return sender
 
     async def close(self) -> None:
-        return None
+        self.closed = True
 
     def finish(self, index: int = 0, ok: bool = True) -> list[str]:
         _, ids, release = self.in_flight.pop(index)
@@ -166,13 +178,74 @@ async def test_a_failed_transfer_fails_its_own_callers_and_drops_only_its_link()
     client.finish(0)
     await second
     assert [s.closed for s in client.senders] == [True, False]
+    # Both links busy again: link0 must open a new sender, its old one is gone.
     third = asyncio.create_task(publisher.publish([event(3)]))
+    fourth = asyncio.create_task(publisher.publish([event(4)]))
     await settle()
-    client.finish(0)
-    await third
-    assert len(client.senders) in (2, 3)  # a new link replaces the dropped one when it is used
+    assert len(client.senders) == 3 and {s.name for s, _, _ in client.in_flight} == {"link1", "link2"}
+    while client.in_flight:
+        client.finish(0)
+        await settle()
+    await asyncio.gather(third, fourth)
     await publisher.aclose()
     assert all(s.closed for s in client.senders)
+
+
+async def test_a_publish_waits_only_for_its_own_links_warm_up() -> None:
+    client = Client()
+    client.gates["link1"] = asyncio.Event()  # the second link is slow to open
+    publisher = ServiceBusPublisher(client, "t", links=2)  # type: ignore[arg-type]
+    warming = publisher.start_warming()
+    await settle()
+    first = asyncio.create_task(publisher.publish([event(1)]))
+    await settle()
+    assert [(s.name, ids) for s, ids, _ in client.in_flight] == [("link0", [event(1).id])]
+    second = asyncio.create_task(publisher.publish([event(2)]))
+    await settle()
+    assert len(client.in_flight) == 1  # link1 is still opening: nothing goes over it half-open
+    client.gates["link1"].set()
+    await settle()
+    assert [s.name for s, _, _ in client.in_flight] == ["link0", "link1"]
+    assert all(s.opened for s, _, _ in client.in_flight)
+    while client.in_flight:
+        client.finish(0)
+        await settle()
+    await asyncio.gather(first, second, warming)
+    assert len(client.senders) == 2
+
+
+async def test_close_answers_every_caller_and_opens_nothing_after() -> None:
+    client = Client()
+    publisher = ServiceBusPublisher(client, "t", links=2)  # type: ignore[arg-type]
+    calls = [asyncio.create_task(publisher.publish([event(n)])) for n in range(2)]
+    await settle()
+    calls.append(asyncio.create_task(publisher.publish([event(2)])))  # waits: both links busy
+    await settle()
+    closing = asyncio.create_task(publisher.aclose(grace_seconds=0.05))
+    await settle()
+    assert calls[2].done() and isinstance(calls[2].exception(), PublishInterrupted)
+    client.finish(0)  # link0's transfer is answered within the grace
+    await closing  # link1's is not: cancelled after the grace
+    assert calls[0].exception() is None
+    assert isinstance(calls[1].exception(), PublishInterrupted)
+    assert client.closed and len(client.senders) == 2 and all(s.closed for s in client.senders)
+    with pytest.raises(PublishInterrupted):
+        await publisher.publish([event(3)])
+
+
+async def test_a_cancelled_transfer_tells_its_callers_it_did_not_go_out() -> None:
+    client = Client()
+    publisher = ServiceBusPublisher(client, "t")  # type: ignore[arg-type]
+    call = asyncio.create_task(publisher.publish([event(1)]))
+    await settle()
+    (transfer,) = publisher._running
+    transfer.cancel()  # as the SDK's own wait being cancelled would
+    with pytest.raises(PublishInterrupted):
+        await call
+    again = asyncio.create_task(publisher.publish([event(2)]))  # the link is free again
+    await settle()
+    client.finish(-1)
+    await again
 
 
 def test_a_publisher_needs_a_link() -> None:
