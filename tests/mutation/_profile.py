@@ -18,3 +18,9 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile("mutation")
+
+
+def pytest_configure(config: object) -> None:
+    # Again after tests/conftest.py (imported before configure), which loads the CI
+    # profile when HYPOTHESIS_PROFILE is set: a mutation run always draws its own examples.
+    settings.load_profile("mutation")
