@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import time
@@ -101,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-ms", type=float, default=20.0, help="each worker's wait before its publish")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
+    taken = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    load_at_start = os.getloadavg()
     broker, connection_string = start_broker()
     try:
         results = asyncio.run(amain(args, connection_string))
@@ -115,9 +118,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"{figures['cpu_ms_per_event']:.3f} ms CPU/event"
             )
     if args.json:
-        args.json.write_text(
-            json.dumps({"args": vars(args) | {"json": str(args.json)}, "results": results}, indent=2) + "\n"
-        )
+        record = {
+            "taken": taken,
+            "loadavg_at_start": load_at_start,
+            "loadavg_at_end": os.getloadavg(),
+            "args": vars(args) | {"json": str(args.json)},
+            "results": results,
+        }
+        args.json.write_text(json.dumps(record, indent=2) + "\n")
     return 0
 
 
