@@ -9,6 +9,7 @@ prints the very same requests.
 from __future__ import annotations
 
 import json
+import math
 import time
 import uuid
 from collections.abc import Iterable, Mapping
@@ -206,7 +207,7 @@ def _finite(value: Any) -> bool:
     while stack:
         item = stack.pop()
         if isinstance(item, float):
-            if item != item or item in (float("inf"), float("-inf")):
+            if not math.isfinite(item):
                 return False
         elif isinstance(item, dict):
             stack.extend(item.values())
