@@ -10,8 +10,9 @@
     ├── AlreadySettled             explicit settlement (JOB_UPDATES_SETTLEMENT=actions) asked
     │                              to settle a message a second time: a bug, never sent
     ├── PublishInterrupted         an outcome event's transfer was cancelled, or the publisher
-    │                              closed, before the broker answered: not published (the
-    │                              message is abandoned and its redelivery publishes)
+    │   │                          closed, before the broker answered: not published (the
+    │   │                          message is abandoned and its redelivery publishes)
+    │   └── PublisherClosed        the publisher is closed (shutting down): no retry in place
     └── RetryLater                 raised to the Functions host: abandon the message so
         │                          Service Bus redelivers it. On the last delivery the
         │                          `given-up` event has been published before it is raised.
@@ -36,6 +37,7 @@ __all__ = [
     "JobUpdateError",
     "Problem",
     "PublishInterrupted",
+    "PublisherClosed",
     "RetryLater",
     "UsageError",
 ]
@@ -79,6 +81,10 @@ class AlreadySettled(JobUpdateError):
 
 class PublishInterrupted(JobUpdateError):
     """An outcome event whose transfer was cancelled or never started: not published."""
+
+
+class PublisherClosed(PublishInterrupted):
+    """The publisher is closed: nothing more will be sent by this process."""
 
 
 class RetryLater(JobUpdateError):

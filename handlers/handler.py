@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 from handlers import telemetry
 from handlers.batch_client import BatchClient
-from handlers.errors import RetryLater
+from handlers.errors import PublisherClosed, RetryLater
 from handlers.events import OutcomeEvent, account_of, build_event
 from handlers.lineage import Lineage
 from handlers.outcomes import Result
@@ -211,7 +211,8 @@ class JobUpdateHandler:
                 await self.publisher.publish([event])
                 return
             except Exception as exc:
-                if not last or time.monotonic() + wait > hold_until:
+                # A closed publisher (shutting down) will not come back: no hold in place.
+                if not last or isinstance(exc, PublisherClosed) or time.monotonic() + wait > hold_until:
                     if last:
                         log.error(
                             "job-update outcome=unpublished jobId=%s messageId=%s: the outcome event could "

@@ -18,7 +18,7 @@ from azure.servicebus.aio import ServiceBusClient, ServiceBusSender
 from azure.servicebus.exceptions import MessageSizeExceededError
 
 from handlers.amqp_open import open_without_polling
-from handlers.errors import PublishInterrupted
+from handlers.errors import PublisherClosed, PublishInterrupted
 from handlers.events import OutcomeEvent
 from handlers.outcome_batch import try_add
 
@@ -100,7 +100,7 @@ class ServiceBusPublisher:
     def _sender_of(self, link: _Link) -> ServiceBusSender:
         # No await between the test and the set: one sender per link, whoever asks first.
         if self._closed:
-            raise PublishInterrupted("the publisher is closed")
+            raise PublisherClosed("the publisher is closed")
         if link.sender is None:
             link.sender = open_without_polling(self._client.get_topic_sender(self._topic))
         return link.sender
@@ -114,12 +114,15 @@ class ServiceBusPublisher:
         """
         if self._warming is None:
             for link in self._links:
-                link.warming = asyncio.create_task(self._warm_link(link))
+                if link.sender is None:  # one already open (a publish came first) is not reopened
+                    link.warming = asyncio.create_task(self._warm_link(link))
             self._warming = asyncio.create_task(self._warm())
         return self._warming
 
     async def _warm(self) -> None:
-        await asyncio.wait([link.warming for link in self._links if link.warming is not None])
+        warming = [link.warming for link in self._links if link.warming is not None]
+        if warming:
+            await asyncio.wait(warming)
 
     async def _warm_link(self, link: _Link) -> None:
         sender = None
@@ -144,7 +147,7 @@ class ServiceBusPublisher:
         if not events:
             return
         if self._closed:
-            raise PublishInterrupted("the publisher is closed")
+            raise PublisherClosed("the publisher is closed")
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((list(events), done))
         self._dispatch()
@@ -160,8 +163,12 @@ class ServiceBusPublisher:
             task.add_done_callback(self._running.discard)
 
     async def _transfer(self, link: _Link, waiting: _Waiting) -> None:
+        # A caller cancelled while it waited (its invocation ended) has no one to tell:
+        # its event is not sent (its redelivery publishes it, under the same id).
+        waiting = [(batch, done) for batch, done in waiting if not done.done()]
         try:
-            await self._send(link, [event for batch, _ in waiting for event in batch])
+            if waiting:
+                await self._send(link, [event for batch, _ in waiting for event in batch])
         except Exception as exc:
             _tell(waiting, exc)
         else:
@@ -170,7 +177,9 @@ class ServiceBusPublisher:
             # Cancelled (aclose, or the loop shutting down): the broker's answer never came.
             _tell(waiting, PublishInterrupted("the transfer was cancelled before the broker answered"))
             self._idle.append(link)
-            self._dispatch()  # what arrived meanwhile goes next, as one batch
+            task = asyncio.current_task()
+            if task is None or not task.cancelling():  # no new transfer from a cancelled one
+                self._dispatch()  # what arrived meanwhile goes next, as one batch
 
     async def _send(self, link: _Link, events: list[OutcomeEvent]) -> None:
         if link.warming is not None and not link.warming.done():
@@ -212,21 +221,23 @@ class ServiceBusPublisher:
         answered, then are cancelled; every caller still waiting is told it failed."""
         self._closed = True
         waiting, self._pending = self._pending, []
-        _tell(waiting, PublishInterrupted("the publisher closed before the event was sent"))
+        _tell(waiting, PublisherClosed("the publisher closed before the event was sent"))
         tasks = [t for t in (self._warming, *(link.warming for link in self._links)) if t is not None]
-        for task in tasks:
-            task.cancel()
-        if self._running:
-            _, late = await asyncio.wait(list(self._running), timeout=grace_seconds)
-            for task in late:
+        try:
+            for task in tasks:
                 task.cancel()
-            tasks.extend(late)
-        if tasks:
-            await asyncio.wait(tasks)
-        for link in self._links:
-            if link.sender is not None:
-                await self._drop(link, link.sender)
-        await self._client.close()
+            if self._running:
+                _, late = await asyncio.wait(list(self._running), timeout=grace_seconds)
+                for task in late:
+                    task.cancel()
+                tasks.extend(late)
+            if tasks:
+                await asyncio.wait(tasks)
+        finally:  # also when the close itself is cancelled: the links and the client close
+            for link in self._links:
+                if link.sender is not None:
+                    await self._drop(link, link.sender)
+            await self._client.close()
 
 
 def _tell(waiting: _Waiting, error: BaseException | None) -> None:

@@ -3,6 +3,7 @@ event building, no sockets. What Batch sees and what the topic gets, per message
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -18,6 +19,7 @@ from azure.core.credentials import AccessTokenInfo
 from handlers.auth import BatchAuth, TokenCache
 from handlers.batch_client import BatchClient, RetryPolicy
 from handlers.endpoints import EndpointError
+from handlers.errors import PublisherClosed
 from handlers.events import OutcomeData, event_id
 from handlers.handler import Inbound, JobUpdateHandler, RetryLater
 from handlers.outcomes import Outcome
@@ -515,6 +517,21 @@ async def test_the_hold_is_bounded_and_a_lost_event_is_logged(
     assert 2 <= r.publisher.attempts < 100
     (line,) = [rec for rec in caplog.records if rec.levelname == "ERROR"]
     assert "outcome=unpublished jobId=job-1 messageId=m-1" in line.getMessage()
+
+
+class ClosedPublisher(FlakyPublisher):
+    async def publish(self, events: Any) -> None:
+        self.attempts += 1
+        raise PublisherClosed("the publisher is closed")
+
+
+async def test_a_closed_publisher_is_not_held_for_on_the_last_delivery(rig: Factory) -> None:
+    """Shutting down: the publisher will not come back, so no 45 s hold against it."""
+    r = rig(ok(), OUTCOME_PUBLISH_HOLD_SECONDS=45)
+    r.handler.publisher = r.publisher = ClosedPublisher(failures=0)
+    with pytest.raises(RetryLater, match="PublisherClosed"):
+        await asyncio.wait_for(r.handler.handle(inbound(PRIORITY, delivery=MAX_DELIVERIES)), timeout=5)
+    assert r.publisher.attempts == 1
 
 
 # --- a 401 refreshes the token once ----------------------------------------------------

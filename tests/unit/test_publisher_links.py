@@ -248,6 +248,45 @@ async def test_a_cancelled_transfer_tells_its_callers_it_did_not_go_out() -> Non
     await again
 
 
+async def test_a_caller_cancelled_while_it_waits_has_its_event_left_out() -> None:
+    client = Client()
+    publisher = ServiceBusPublisher(client, "t")  # type: ignore[arg-type]
+    first = asyncio.create_task(publisher.publish([event(1)]))
+    await settle()
+    gone = asyncio.create_task(publisher.publish([event(2)]))  # waits behind the first
+    kept = asyncio.create_task(publisher.publish([event(3)]))
+    await settle()
+    gone.cancel()  # its invocation ended: nobody to tell, so nothing to send
+    await settle()
+    client.finish()
+    await first
+    await settle()
+    assert client.finish() == [event(3).id]
+    await kept
+    only_cancelled = asyncio.create_task(publisher.publish([event(4)]))
+    await settle()
+    blocked = asyncio.create_task(publisher.publish([event(5)]))
+    await settle()
+    blocked.cancel()
+    await settle()
+    client.finish()
+    await only_cancelled
+    await settle()
+    assert client.in_flight == []  # a transfer of nobody's events is not sent at all
+    assert [ids for s in client.senders for ids in s.transfers] == [[event(n).id] for n in (1, 3, 4)]
+
+
+async def test_warming_after_a_publish_does_not_reopen_its_link() -> None:
+    client = Client()
+    publisher = ServiceBusPublisher(client, "t", links=2)  # type: ignore[arg-type]
+    call = asyncio.create_task(publisher.publish([event(1)]))
+    await settle()
+    await publisher.start_warming()  # link0 is mid-transfer: only link1 is warmed
+    assert [s.opened for s in client.senders] == [False, True]
+    client.finish()
+    await call
+
+
 def test_a_publisher_needs_a_link() -> None:
     with pytest.raises(ValueError, match="at least one link"):
         ServiceBusPublisher(Client(), "t", links=0)  # type: ignore[arg-type]
