@@ -439,6 +439,10 @@ async def run_row(
         for r in recorded:
             key = f"{r.method} {r.status if r.status is not None else 'reset'}"
             statuses[key] = statuses.get(key, 0) + 1
+    if sink.redelivered:
+        ctl.notes.append(
+            f"{sink.redelivered} event(s) delivered to the subscriber again (same id), counted once"
+        )
     return RowResult(row.name, row.fault, ledger, drain, tuple(problems), statuses, tuple(ctl.notes))
 
 

@@ -191,11 +191,18 @@ async def send(s: Stack, bodies: list[tuple[str, Mapping[str, Any]]]) -> None:
 
 
 class EventSink:
-    """Receives every outcome event on the `all-outcomes` subscription, as a subscriber would."""
+    """Receives every outcome event on the `all-outcomes` subscription, as a subscriber would:
+    at least once, so it keeps the first of each CloudEvent `id` (producers.md tells
+    subscribers the same). When a connection is cut between a receive and its settle (the
+    broker restarting), the subscription delivers that event again: the same id, counted in
+    `redelivered`, not a second outcome. Two events of one message with different ids are
+    two outcomes, and the accounting counts them as duplicates."""
 
     def __init__(self, s: Stack) -> None:
         self._stack = s
         self.events: list[dict[str, Any]] = []
+        self.redelivered = 0
+        self._ids: set[str] = set()
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -219,7 +226,12 @@ class EventSink:
                         for received in await receiver.receive_messages(
                             max_message_count=50, max_wait_time=0.3
                         ):
-                            self.events.append(json.loads(b"".join(received.body)))
+                            event = json.loads(b"".join(received.body))
+                            if event.get("id") in self._ids:
+                                self.redelivered += 1
+                            else:
+                                self._ids.add(event.get("id"))
+                                self.events.append(event)
                             await receiver.complete_message(received)
             except Exception:  # the broker restarting: reconnect, as a subscriber would
                 await asyncio.sleep(0.3)
