@@ -66,8 +66,10 @@ def render(figures: dict[str, Any]) -> str:
         "## Fault matrix",
         "",
         "Each row: one job per message, the fault injected, the books reconciled "
-        "(tests/faults/accounting.py). Drain time is from the first send to the last outcome "
-        "with the queue empty; it depends on the machine.",
+        "(tests/faults/accounting.py); events are counted once per CloudEvent id, as a "
+        "subscriber deduplicates them (a broker restart can deliver one to the subscriber "
+        "twice), so a duplicate is a second outcome, with another id. Drain time is from the "
+        "first send to the last outcome with the queue empty; it depends on the machine.",
         "",
         "| row | fault | messages | lost | duplicates | untruthful | DLQ without event | outcomes "
         "| drain (s) |",
